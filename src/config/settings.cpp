@@ -1,0 +1,138 @@
+#include "src/config/settings.hpp"
+
+#include <regex>
+
+#include <unistd.h>
+
+#include "messages/error.hpp"
+
+namespace batchq {
+
+config::config() {
+  on_node_loss_ = "fail";
+  opt_group{custom_options_, "redis"}
+    .add(raw_.redis_host, "host", "Redis server host")
+    .add(redis_port_, "port", "Redis server port")
+    .add(raw_.redis_db, "db", "Redis database of the batch keys (CARTO uses 5)");
+  opt_group{custom_options_, "http"}
+    .add(raw_.http_bind, "bind", "address the HTTP API listens on")
+    .add(http_port_, "port", "port the HTTP API listens on");
+  opt_group{custom_options_, "api"}
+    .add(raw_.api_max_payload, "max-payload", "largest accepted request body, bytes")
+    .add(raw_.api_user_from_host, "user-from-host",
+         "regex whose first group is the user, applied to the Host header")
+    .add(raw_.api_allow_regular_keys, "allow-regular-keys",
+         "accept regular API keys with grants_sql for the job routes");
+  opt_group{custom_options_, "batch"}
+    .add(raw_.batch_max_queued_jobs, "max-queued-jobs", "queued jobs per user")
+    .add(raw_.batch_capacity, "capacity",
+         "concurrent statements per database host, cluster-wide")
+    .add(raw_.batch_query_timeout, "query-timeout", "default statement timeout, ms")
+    .add(raw_.batch_finished_jobs_ttl, "finished-jobs-ttl", "seconds a final job is kept")
+    .add(raw_.batch_lease_ttl, "lease-ttl", "user lease, ms")
+    .add(raw_.batch_rescan_interval, "rescan-interval", "seconds between re-reads of the queue index")
+    .add(raw_.batch_sweep_interval, "sweep-interval", "seconds between orphan sweeps of work in progress")
+    .add(on_node_loss_, "on-node-loss", "fail or requeue: what a lost node's running job becomes")
+    .add(raw_.batch_shutdown_grace, "shutdown-grace", "seconds running jobs get on SIGTERM");
+  opt_group{custom_options_, "cluster"}
+    .add(raw_.cluster_node_id, "node-id", "this node's id (default: host name + pid)")
+    .add(cluster_port_, "port", "CAF middleman port; 0 picks a free one");
+  opt_group{custom_options_, "postgres"}
+    .add(postgres_port_, "port", "PostgreSQL port when rails:users has no database_port");
+  opt_group{custom_options_, "log"}
+    .add(raw_.log_format, "format", "text or json")
+    .add(raw_.log_level, "level", "debug, info, warning or error");
+}
+
+namespace {
+
+bool is_batchq_section(caf::string_view s) {
+  for (const char* mine : {"redis", "http", "api", "batch", "cluster", "postgres", "log"})
+    if (s == mine)
+      return true;
+  return false;
+}
+
+caf::error bad(const std::string& key, const std::string& what) {
+  return make_error(ec::invalid_config, key + ": " + what);
+}
+
+caf::error check_port(const char* key, int64_t v, bool zero_ok, uint16_t& out) {
+  if (v < (zero_ok ? 0 : 1) || v > 65535)
+    return bad(key, "must be a port number (" + std::string{zero_ok ? "0" : "1"} +
+                      "-65535), got " + std::to_string(v));
+  out = static_cast<uint16_t>(v);
+  return caf::none;
+}
+
+} // namespace
+
+caf::expected<settings> config::validate() const {
+  settings s = raw_;
+  if (auto e = check_port("redis.port", redis_port_, false, s.redis_port))
+    return e;
+  if (auto e = check_port("http.port", http_port_, false, s.http_port))
+    return e;
+  if (auto e = check_port("cluster.port", cluster_port_, true, s.cluster_port))
+    return e;
+  if (auto e = check_port("postgres.port", postgres_port_, false, s.postgres_port))
+    return e;
+  if (s.redis_db < 0 || s.redis_db > 15)
+    return bad("redis.db", "must be 0-15, got " + std::to_string(s.redis_db));
+  struct positive { const char* key; int64_t v; };
+  for (auto [key, v] : {positive{"api.max-payload", s.api_max_payload},
+                        positive{"batch.max-queued-jobs", s.batch_max_queued_jobs},
+                        positive{"batch.capacity", s.batch_capacity},
+                        positive{"batch.query-timeout", s.batch_query_timeout},
+                        positive{"batch.finished-jobs-ttl", s.batch_finished_jobs_ttl},
+                        positive{"batch.lease-ttl", s.batch_lease_ttl},
+                        positive{"batch.rescan-interval", s.batch_rescan_interval},
+                        positive{"batch.sweep-interval", s.batch_sweep_interval}})
+    if (v <= 0)
+      return bad(key, "must be greater than 0, got " + std::to_string(v));
+  if (s.batch_shutdown_grace < 0)
+    return bad("batch.shutdown-grace", "must be 0 or more, got " +
+                                         std::to_string(s.batch_shutdown_grace));
+  if (on_node_loss_ == "fail")
+    s.batch_on_node_loss = on_node_loss::fail;
+  else if (on_node_loss_ == "requeue")
+    s.batch_on_node_loss = on_node_loss::requeue;
+  else
+    return bad("batch.on-node-loss", "must be \"fail\" or \"requeue\", got \"" + on_node_loss_ + "\"");
+  try {
+    std::regex re{s.api_user_from_host};
+    if (re.mark_count() < 1)
+      return bad("api.user-from-host", "needs a capture group for the user");
+  } catch (const std::regex_error& e) {
+    return bad("api.user-from-host", std::string{"is not a valid regex: "} + e.what());
+  }
+  if (s.log_format != "text" && s.log_format != "json")
+    return bad("log.format", "must be \"text\" or \"json\", got \"" + s.log_format + "\"");
+  if (s.log_level != "debug" && s.log_level != "info" && s.log_level != "warning" &&
+      s.log_level != "error")
+    return bad("log.level", "must be debug, info, warning or error, got \"" + s.log_level + "\"");
+  if (s.cluster_node_id.empty())
+    s.cluster_node_id = default_node_id();
+  return s;
+}
+
+std::vector<std::string> config::option_names() const {
+  std::vector<std::string> out;
+  for (const auto& opt : custom_options_)
+    if (is_batchq_section(opt.category())) // not CAF's own scheduler.*, middleman.*, ...
+      out.emplace_back(opt.full_name().begin(), opt.full_name().end());
+  return out;
+}
+
+const char* to_string(on_node_loss x) {
+  return x == on_node_loss::fail ? "fail" : "requeue";
+}
+
+std::string default_node_id() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof(host) - 1) != 0)
+    host[0] = '\0';
+  return std::string{host[0] ? host : "node"} + "-" + std::to_string(getpid());
+}
+
+} // namespace batchq

@@ -1,0 +1,79 @@
+// batchq's configuration: every key of SPEC §9, loaded from one INI file in
+// CAF's format and overridden by `--section.key=value` flags.
+//
+// Precedence (documented once, here and in docs/configuration.md):
+//   built-in default  <  INI file (`--config-file=PATH`)  <  command-line flag.
+//
+// `config` is a caf::actor_system_config, so the same object also configures the
+// actor system. `settings` is the validated, plain copy that spawn_* factories
+// take; actors never read configuration themselves.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/actor_system_config.hpp>
+#include <caf/expected.hpp>
+
+namespace batchq {
+
+enum class on_node_loss { fail, requeue };
+
+/// Validated configuration values (SPEC §9). Times keep the unit of their key.
+struct settings {
+  std::string redis_host = "127.0.0.1";
+  uint16_t redis_port = 6379;
+  int32_t redis_db = 5;
+
+  std::string http_bind = "127.0.0.1";
+  uint16_t http_port = 8080;
+
+  int64_t api_max_payload = 16384;             // bytes
+  std::string api_user_from_host = R"(^([^.]+)\.)";
+  bool api_allow_regular_keys = false;
+
+  int64_t batch_max_queued_jobs = 64;
+  int64_t batch_capacity = 4;                  // statements per database host, cluster-wide
+  int64_t batch_query_timeout = 43200000;      // ms
+  int64_t batch_finished_jobs_ttl = 7200;      // s
+  int64_t batch_lease_ttl = 5000;              // ms
+  int64_t batch_rescan_interval = 60;          // s
+  int64_t batch_sweep_interval = 5;            // s
+  on_node_loss batch_on_node_loss = on_node_loss::fail;
+  int64_t batch_shutdown_grace = 10;           // s
+
+  std::string cluster_node_id;                 // default: host name + pid
+  uint16_t cluster_port = 0;                   // 0 = ephemeral
+
+  uint16_t postgres_port = 5432;
+
+  std::string log_format = "text";             // text | json
+  std::string log_level = "info";              // debug | info | warning | error
+};
+
+/// The actor-system configuration with batchq's options registered.
+class config : public caf::actor_system_config {
+public:
+  config();
+
+  /// Validates the parsed values into `settings`, or returns
+  /// `ec::invalid_config` with a message naming the key and the problem.
+  caf::expected<settings> validate() const;
+
+  /// "section.key" of every batchq option (not CAF's own), in declaration order.
+  std::vector<std::string> option_names() const;
+
+private:
+  // Raw option storage, bound to CAF's option parser.
+  settings raw_;
+  std::string on_node_loss_;
+  int64_t redis_port_ = 6379, http_port_ = 8080, cluster_port_ = 0, postgres_port_ = 5432;
+};
+
+const char* to_string(on_node_loss x);
+
+/// "host name + pid", the default cluster.node-id.
+std::string default_node_id();
+
+} // namespace batchq

@@ -1,0 +1,98 @@
+// The example configuration documents every key and loads cleanly; flags
+// override the file; bad values get a message naming the key.
+#include <fstream>
+#include <sstream>
+
+#include <caf/settings.hpp>
+#include <gtest/gtest.h>
+
+#include "messages/error.hpp"
+#include "src/config/settings.hpp"
+
+namespace {
+
+const std::string example = std::string{BATCHQ_SOURCE_DIR} + "/cluster/batchq.example.ini";
+
+caf::expected<batchq::settings> load(std::vector<std::string> args, const std::string& ini_text) {
+  batchq::config cfg;
+  std::istringstream ini{ini_text};
+  if (auto err = cfg.parse(std::move(args), ini))
+    return err;
+  return cfg.validate();
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in{path};
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+} // namespace
+
+TEST(Config, ExampleFileNamesEveryKey) {
+  batchq::config cfg;
+  auto parsed = caf::actor_system_config::parse_config_file(example.c_str());
+  ASSERT_TRUE(parsed) << cfg.render(parsed.error());
+  for (const auto& name : cfg.option_names())
+    EXPECT_NE(caf::get_if(&*parsed, name), nullptr) << name << " is missing from " << example;
+}
+
+TEST(Config, ExampleFileLoadsToTheDefaults) {
+  auto s = load({}, read_file(example));
+  ASSERT_TRUE(s) << batchq::message_of(s.error());
+  batchq::settings d;
+  EXPECT_EQ(s->redis_host, d.redis_host);
+  EXPECT_EQ(s->redis_port, 6379);
+  EXPECT_EQ(s->redis_db, 5);
+  EXPECT_EQ(s->http_bind, "127.0.0.1");
+  EXPECT_EQ(s->http_port, 8080);
+  EXPECT_EQ(s->api_max_payload, 16384);
+  EXPECT_EQ(s->api_user_from_host, R"(^([^.]+)\.)");
+  EXPECT_FALSE(s->api_allow_regular_keys);
+  EXPECT_EQ(s->batch_max_queued_jobs, 64);
+  EXPECT_EQ(s->batch_capacity, 4);
+  EXPECT_EQ(s->batch_query_timeout, 43200000);
+  EXPECT_EQ(s->batch_finished_jobs_ttl, 7200);
+  EXPECT_EQ(s->batch_lease_ttl, 5000);
+  EXPECT_EQ(s->batch_rescan_interval, 60);
+  EXPECT_EQ(s->batch_sweep_interval, 5);
+  EXPECT_EQ(s->batch_on_node_loss, batchq::on_node_loss::fail);
+  EXPECT_EQ(s->batch_shutdown_grace, 10);
+  EXPECT_EQ(s->cluster_node_id, batchq::default_node_id());
+  EXPECT_EQ(s->cluster_port, 0);
+  EXPECT_EQ(s->postgres_port, 5432);
+}
+
+TEST(Config, FlagsOverrideTheFile) {
+  auto s = load({"--redis.port=7000", "--batch.on-node-loss=requeue", "--cluster.node-id=n1"},
+                "[redis]\nport=6500\nhost=\"10.1.2.3\"\n");
+  ASSERT_TRUE(s) << batchq::message_of(s.error());
+  EXPECT_EQ(s->redis_port, 7000);
+  EXPECT_EQ(s->redis_host, "10.1.2.3");
+  EXPECT_EQ(s->batch_on_node_loss, batchq::on_node_loss::requeue);
+  EXPECT_EQ(s->cluster_node_id, "n1");
+}
+
+TEST(Config, BadValuesNameTheKey) {
+  auto s = load({"--batch.on-node-loss=explode"}, "");
+  ASSERT_FALSE(s);
+  EXPECT_EQ(batchq::message_of(s.error()),
+            "batch.on-node-loss: must be \"fail\" or \"requeue\", got \"explode\"");
+  s = load({"--redis.port=70000"}, "");
+  ASSERT_FALSE(s);
+  EXPECT_EQ(batchq::message_of(s.error()), "redis.port: must be a port number (1-65535), got 70000");
+  s = load({"--batch.capacity=0"}, "");
+  ASSERT_FALSE(s);
+  EXPECT_EQ(batchq::message_of(s.error()), "batch.capacity: must be greater than 0, got 0");
+  s = load({"--api.user-from-host=^[^.]+$"}, "");
+  ASSERT_FALSE(s);
+  EXPECT_EQ(batchq::message_of(s.error()), "api.user-from-host: needs a capture group for the user");
+}
+
+TEST(Config, UnknownFlagIsRefused) {
+  batchq::config cfg;
+  std::istringstream ini{""};
+  auto err = cfg.parse(std::vector<std::string>{"--batch.capacty=3"}, ini);
+  EXPECT_TRUE(err);
+}

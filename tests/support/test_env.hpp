@@ -1,0 +1,46 @@
+// Where the integration tests find their real Redis and PostgreSQL.
+//
+// scripts/test starts both servers on free loopback ports and exports
+//   BATCHQ_TEST_REDIS_PORT   Redis 7 on 127.0.0.1 (no auth)
+//   BATCHQ_TEST_PG_PORT      PostgreSQL 15 on 127.0.0.1, superuser `postgres`, trust auth
+// A test that needs a server and finds no variable fails loudly (it never
+// skips): run the suite through scripts/test.
+#pragma once
+
+#include <cstdlib>
+#include <random>
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace batchq::test {
+
+inline int env_port(const char* name) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') {
+    ADD_FAILURE() << name << " is not set: run the tests through scripts/test, which starts "
+                  << "a private Redis and PostgreSQL and exports it";
+    return 0;
+  }
+  return std::atoi(v);
+}
+
+inline int redis_port() { return env_port("BATCHQ_TEST_REDIS_PORT"); }
+inline int pg_port() { return env_port("BATCHQ_TEST_PG_PORT"); }
+
+/// A libpq conninfo string for the test cluster's superuser.
+inline std::string pg_conninfo(const std::string& dbname = "postgres") {
+  return "host=127.0.0.1 port=" + std::to_string(pg_port()) + " user=postgres dbname=" + dbname;
+}
+
+/// A name no other test (or parallel ctest process) uses, e.g. for a user: "prefix_3f9a1c".
+inline std::string unique_name(const std::string& prefix) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char* hex = "0123456789abcdef";
+  std::string s = prefix + "_";
+  for (int i = 0; i < 12; ++i)
+    s += hex[rng() % 16];
+  return s;
+}
+
+} // namespace batchq::test
