@@ -41,6 +41,8 @@ enum class ec : uint8_t {
   pg_connection_lost,
   /// A configuration value is missing or out of range.
   invalid_config,
+  /// A job with this id already exists (id collision on create; nothing written).
+  job_exists,
 };
 
 inline constexpr caf::atom_value ec_category = caf::atom("batchq");
@@ -59,6 +61,7 @@ inline const char* to_string(ec x) {
     case ec::pg_statement_failed: return "pg_statement_failed";
     case ec::pg_connection_lost: return "pg_connection_lost";
     case ec::invalid_config: return "invalid_config";
+    case ec::job_exists: return "job_exists";
   }
   return "unknown";
 }

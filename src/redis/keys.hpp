@@ -1,0 +1,48 @@
+// Redis key and channel names of batchq's data model (SPEC §4, §5), in one
+// place. The layout, who writes what and with which script:
+// docs/redis-layout.md. Pure functions; thread-safe.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace batchq::redis::keys {
+
+inline constexpr std::string_view job_prefix = "batch:jobs:";
+inline constexpr std::string_view queue_prefix = "batch:queue:";
+inline constexpr std::string_view wip_user_prefix = "batch:wip:user:";
+inline constexpr std::string_view lock_user_prefix = "batch:locks:user:";
+inline constexpr std::string_view capacity_prefix = "batch:capacity:";
+inline constexpr std::string_view node_prefix = "batch:nodes:";
+
+/// Set: users that have queued jobs.
+inline constexpr std::string_view queue_index = "batch:indexes:queue";
+/// Set: users that have jobs in work in progress.
+inline constexpr std::string_view wip_users = "batch:wip:users";
+/// Pub/sub channel; message = a username, published after every enqueue.
+inline constexpr std::string_view users_channel = "batch:users";
+
+/// Hash `batch:jobs:{job_id}`.
+std::string job(std::string_view job_id);
+/// List `batch:queue:{user}`: new ids LPUSH, next job RPOP, "run next" RPUSH.
+std::string queue(std::string_view user);
+/// List `batch:wip:user:{user}`: ids of the user's jobs being run.
+std::string wip_user(std::string_view user);
+/// String `batch:locks:user:{user}`: the user lease (value = holder's token).
+std::string lock_user(std::string_view user);
+/// Sorted set `batch:capacity:{host}`: DB-host slot tokens scored by expiry (ms).
+std::string capacity(std::string_view db_host);
+/// Hash `batch:nodes:{node_id}`: a node's registration.
+std::string node(std::string_view node_id);
+/// Hash `rails:users:{user}` (metadata DB).
+std::string rails_user(std::string_view user);
+/// Hash `api_keys:{user}:{token}` (metadata DB).
+std::string api_key(std::string_view user, std::string_view token);
+/// Hash `limits:batch:{user}`.
+std::string limits_batch(std::string_view user);
+
+/// The user of a `batch:queue:{user}` key, or nullopt for another key.
+std::optional<std::string> user_of_queue(std::string_view key);
+
+} // namespace batchq::redis::keys

@@ -1,0 +1,43 @@
+-- job_cancel_pending: cancel a job if (and only if) it is still pending
+-- (SPEC §3.5). Not fenced: a pending job has no running owner; atomic instead.
+--
+-- KEYS[1]  batch:jobs:{job_id}       hash; must exist and belong to ARGV[2]
+-- KEYS[2]  batch:queue:{user}        list; the id is removed
+-- KEYS[3]  batch:indexes:queue       set; the user is removed when KEYS[2] is empty
+-- KEYS[4]  batch:wip:user:{user}     list; the id is removed (a dequeued job that
+--                                    was never marked running)
+-- KEYS[5]  batch:wip:users           set; the user is removed when KEYS[4] is empty
+-- ARGV[1]  job_id
+-- ARGV[2]  user
+-- ARGV[3]  TTL in seconds (finished-jobs-ttl; <= 0: none)
+-- ARGV[4..] field, value, ... written when cancelling (status cancelled, steps skipped, ...)
+--
+-- Returns: 1 when the job was pending and is now cancelled; otherwise the job's
+--          current status as a string (nothing written).
+-- Errors:  "JOB_NOT_FOUND <job_id>" (no hash, or another user's job).
+local cur = redis.call('HMGET', KEYS[1], 'user', 'status')
+if cur[1] ~= ARGV[2] then
+  return redis.error_reply('JOB_NOT_FOUND ' .. ARGV[1])
+end
+if cur[2] ~= 'pending' then
+  return cur[2] or ''
+end
+if (#ARGV - 3) % 2 ~= 0 then
+  return redis.error_reply('BAD_ARGS job_cancel_pending needs field/value pairs')
+end
+if #ARGV > 3 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+end
+redis.call('LREM', KEYS[2], 0, ARGV[1])
+if redis.call('LLEN', KEYS[2]) == 0 then
+  redis.call('SREM', KEYS[3], ARGV[2])
+end
+redis.call('LREM', KEYS[4], 0, ARGV[1])
+if redis.call('LLEN', KEYS[4]) == 0 then
+  redis.call('SREM', KEYS[5], ARGV[2])
+end
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then
+  redis.call('EXPIRE', KEYS[1], ttl)
+end
+return 1
