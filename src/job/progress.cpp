@@ -278,7 +278,6 @@ std::optional<statement> next_statement(const job& j, int64_t cap_ms) {
     st.sql = render_template(*j.onerror, j.job_id, job_error_message(j));
     break;
   }
-  st.tagged_sql = "/* " + j.job_id + " */ " + st.sql;
   return st;
 }
 

@@ -8,7 +8,7 @@
 // The job-runner's loop:
 //   while (auto st = next_statement(j, cap)) {   // nullopt: nothing left
 //     begin(j, *st, now()); write(j);
-//     auto o = run(st->tagged_sql, st->timeout_ms);
+//     auto o = run(j.job_id, st->sql, st->timeout_ms);
 //     apply(j, *st, o, now()); write(j);         // the job becomes final with
 //   }                                            // the write of its last outcome
 //
@@ -43,10 +43,9 @@ struct statement {
   statement_kind kind = statement_kind::step;
   /// The step it belongs to (0 and meaningless for job fallbacks).
   size_t step = 0;
-  /// The SQL, templates rendered (template.hpp).
+  /// The SQL, templates rendered (template.hpp). src/pg sends it as
+  /// "/* <job_id> */ <sql>" (SPEC §3.4); the tag is added there, nowhere else.
   std::string sql;
-  /// What goes on the wire: "/* <job_id> */ <sql>" (SPEC §3.4).
-  std::string tagged_sql;
   /// statement_timeout in ms: a main query runs under min(its timeout if > 0, cap),
   /// a fallback under cap. 0 means none (only when cap <= 0 and no step timeout).
   int64_t timeout_ms = 0;

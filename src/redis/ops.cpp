@@ -161,9 +161,12 @@ caf::expected<std::optional<dequeued_job>> dequeue_job(client& c, const std::str
 }
 
 caf::expected<int64_t> requeue_job(client& c, const std::string& job_id, const std::string& user,
-                                   const std::string& lease_token, field_list fields) {
+                                   const std::string& lease_token, field_list fields,
+                                   const std::vector<std::string>& remove_fields) {
   add_if_missing(fields, "updated_at", iso8601_now());
-  std::vector<std::string> args{job_id, user, lease_token, str(keys::users_channel)};
+  std::vector<std::string> args{job_id, user, lease_token, str(keys::users_channel),
+                                std::to_string(remove_fields.size())};
+  args.insert(args.end(), remove_fields.begin(), remove_fields.end());
   append_pairs(args, fields);
   const auto& s = scripts::job_requeue;
   auto r = run(c, s,
@@ -186,7 +189,9 @@ caf::expected<void> write_job(client& c, const std::string& job_id, const std::s
                                 lease_token,
                                 mode.expected_status,
                                 mode.final ? "1" : "0",
-                                std::to_string(mode.ttl_seconds)};
+                                std::to_string(mode.ttl_seconds),
+                                std::to_string(mode.remove_fields.size())};
+  args.insert(args.end(), mode.remove_fields.begin(), mode.remove_fields.end());
   append_pairs(args, fields);
   const auto& s = scripts::job_write;
   auto r = run(c, s,

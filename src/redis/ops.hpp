@@ -73,11 +73,12 @@ caf::expected<std::optional<dequeued_job>> dequeue_job(client& c, const std::str
 
 /// Fenced: puts the job back at the head of its user's queue (it runs next),
 /// writes `fields` (e.g. status=pending and step statuses; `updated_at` is
-/// added when missing), removes any TTL, leaves work in progress, re-indexes the
-/// user and publishes it. Returns the queue length.
+/// added when missing), deletes `remove_fields`, removes any TTL, leaves work in
+/// progress, re-indexes the user and publishes it. Returns the queue length.
 /// Errors: lease_lost, job_not_found (no hash, or another user's job).
 caf::expected<int64_t> requeue_job(client& c, const std::string& job_id, const std::string& user,
-                                   const std::string& lease_token, field_list fields);
+                                   const std::string& lease_token, field_list fields,
+                                   const std::vector<std::string>& remove_fields = {});
 
 /// How write_job treats the status being written.
 struct write_mode {
@@ -88,6 +89,9 @@ struct write_mode {
   /// When not empty, the write happens only if the stored status equals it
   /// (compare-and-set); else invalid_transition.
   std::string expected_status;
+  /// Optional fields the job no longer has, deleted in the same script (HDEL);
+  /// src/job's state_fields().del.
+  std::vector<std::string> remove_fields;
 };
 
 /// Fenced status write (one per status change): checks the lease token,

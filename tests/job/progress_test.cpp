@@ -73,12 +73,12 @@ TEST(Progress, AnOnsuccessTemplateGetsTheJobId) {
   EXPECT_EQ(d.ran.back(), "INSERT INTO b VALUES ('abc')");
 }
 
-TEST(Progress, StatementsAreTaggedWithTheJobId) {
+TEST(Progress, TheFirstStatementOfASimpleJobIsItsQueryUntagged) {
   auto j = job_from(R"({"query": "select 1"})", "job-42");
   auto st = next_statement(j, 1000);
   ASSERT_TRUE(st.has_value());
-  EXPECT_EQ(st->tagged_sql, "/* job-42 */ select 1");
   EXPECT_EQ(st->kind, statement_kind::step);
+  EXPECT_EQ(st->sql, "select 1"); // src/pg adds "/* job-42 */ " on the wire
 }
 
 TEST(Timeout, AStepRunsUnderTheSmallerOfItsTimeoutAndTheCap) {

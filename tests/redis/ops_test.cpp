@@ -238,14 +238,14 @@ TEST(RedisJobs, StatusWriteSetsTheTtlAndLeavesWipOnlyOnAFinalStatus) {
   auto token = hold_lease(u);
   ASSERT_TRUE(dequeue_job(u.c, u.name, token, running));
   auto w = write_job(u.c, id, u.name, token, {{"query", R"([{"query":"select 1","status":"running"}])"}},
-                     write_mode{false, 100, "running"});
+                     write_mode{false, 100, "running", {}});
   ASSERT_TRUE(w) << message_of(w.error());
   EXPECT_EQ(ttl_of(u.c, keys::job(id)), -1);
   EXPECT_EQ(ids(wip_job_ids(u.c, u.name)), std::vector<std::string>{id});
   auto before = hash(u.c, id)["updated_at"];
   std::this_thread::sleep_for(5ms);
   auto done = write_job(u.c, id, u.name, token, {{"status", "done"}},
-                        write_mode{true, 100, "running"});
+                        write_mode{true, 100, "running", {}});
   ASSERT_TRUE(done) << message_of(done.error());
   auto h = hash(u.c, id);
   EXPECT_EQ(h["status"], "done");
@@ -264,7 +264,7 @@ TEST(RedisJobs, StatusWriteWithAStaleExpectedStatusChangesNothing) {
   auto token = hold_lease(u);
   ASSERT_TRUE(dequeue_job(u.c, u.name, token, running));
   auto before = hash(u.c, id);
-  auto w = write_job(u.c, id, u.name, token, {{"status", "done"}}, write_mode{true, 100, "pending"});
+  auto w = write_job(u.c, id, u.name, token, {{"status", "done"}}, write_mode{true, 100, "pending", {}});
   ASSERT_FALSE(w);
   EXPECT_TRUE(is(w.error(), ec::invalid_transition)) << message_of(w.error());
   EXPECT_NE(message_of(w.error()).find("running"), std::string::npos);
@@ -375,7 +375,7 @@ TEST(RedisJobs, FencedWritesAreRefusedAfterTheLeaseMovedAndChangeNothing) {
   auto h2 = hash(u.c, j2);
   auto queue = ids(queued_job_ids(u.c, u.name));
   auto wip = ids(wip_job_ids(u.c, u.name));
-  auto w = write_job(u.c, j1, u.name, old_token, {{"status", "done"}}, write_mode{true, 100, ""});
+  auto w = write_job(u.c, j1, u.name, old_token, {{"status", "done"}}, write_mode{true, 100, "", {}});
   ASSERT_FALSE(w);
   EXPECT_TRUE(is(w.error(), ec::lease_lost)) << message_of(w.error());
   auto d = dequeue_job(u.c, u.name, old_token, running);
@@ -393,7 +393,7 @@ TEST(RedisJobs, FencedWritesAreRefusedAfterTheLeaseMovedAndChangeNothing) {
   EXPECT_EQ(ids(queued_job_ids(u.c, u.name)), queue);
   EXPECT_EQ(ids(wip_job_ids(u.c, u.name)), wip);
   // The new holder can write.
-  EXPECT_TRUE(write_job(u.c, j1, u.name, new_token, {{"status", "done"}}, write_mode{true, 100, ""}));
+  EXPECT_TRUE(write_job(u.c, j1, u.name, new_token, {{"status", "done"}}, write_mode{true, 100, "", {}}));
 }
 
 TEST(RedisJobs, RoundTripsAreOnePerCreateDequeueStatusWriteRequeueAndCancel) {
@@ -474,7 +474,7 @@ TEST(RedisJobs, RemoveFromWipDropsAnOrphanedEntryWhoseHashIsGone) {
   auto token = hold_lease(u);
   ASSERT_TRUE(dequeue_job(u.c, u.name, token, running));
   must(u.c, {"DEL", keys::job(id)});
-  auto w = write_job(u.c, id, u.name, token, {{"status", "failed"}}, write_mode{true, 100, ""});
+  auto w = write_job(u.c, id, u.name, token, {{"status", "failed"}}, write_mode{true, 100, "", {}});
   ASSERT_FALSE(w);
   EXPECT_TRUE(is(w.error(), ec::job_not_found));
   EXPECT_EQ(must(u.c, {"EXISTS", keys::job(id)}).integer, 0); // no partial hash
@@ -482,4 +482,26 @@ TEST(RedisJobs, RemoveFromWipDropsAnOrphanedEntryWhoseHashIsGone) {
   ASSERT_TRUE(n) << message_of(n.error());
   EXPECT_EQ(*n, 1);
   EXPECT_FALSE(is_member(u.c, wip_users_key, u.name));
+}
+
+TEST(RedisJobs, StatusWriteAndRequeueDeleteTheFieldsTheJobNoLongerHas) {
+  scoped_user u{"rt_del"};
+  auto id = create(u);
+  auto token = hold_lease(u);
+  ASSERT_TRUE(dequeue_job(u.c, u.name, token, running));
+  ASSERT_TRUE(write_job(u.c, id, u.name, token, {{"step_started_at", "t1"}, {"failed_reason", "x"}},
+                        write_mode{}));
+  write_mode mode;
+  mode.remove_fields = {"failed_reason"};
+  ASSERT_TRUE(write_job(u.c, id, u.name, token, {{"node", "n1"}}, mode));
+  auto h = hash(u.c, id);
+  EXPECT_EQ(h.count("failed_reason"), 0u);
+  EXPECT_EQ(h["node"], "n1");
+  EXPECT_EQ(h["step_started_at"], "t1");
+
+  auto len = requeue_job(u.c, id, u.name, token, {{"status", "pending"}}, {"step_started_at"});
+  ASSERT_TRUE(len) << message_of(len.error());
+  h = hash(u.c, id);
+  EXPECT_EQ(h.count("step_started_at"), 0u);
+  EXPECT_EQ(h["status"], "pending");
 }

@@ -11,7 +11,9 @@
 -- ARGV[2]  user
 -- ARGV[3]  lease token
 -- ARGV[4]  pub/sub channel that announces the user (batch:users)
--- ARGV[5..] field, value, ... written into KEYS[1] (e.g. status pending, step statuses)
+-- ARGV[5]  n: how many field names follow to be deleted from KEYS[1] (HDEL)
+-- ARGV[6..5+n] field names to delete (e.g. the interrupted step's started_at)
+-- ARGV[6+n..] field, value, ... written into KEYS[1] (e.g. status pending, step statuses)
 --
 -- The job's TTL (if any) is removed; an id already in the queue is not duplicated.
 -- Returns: the length of the user's queue after the push (integer).
@@ -22,11 +24,15 @@ end
 if redis.call('HGET', KEYS[1], 'user') ~= ARGV[2] then
   return redis.error_reply('JOB_NOT_FOUND ' .. ARGV[1])
 end
-if (#ARGV - 4) % 2 ~= 0 then
-  return redis.error_reply('BAD_ARGS job_requeue needs field/value pairs')
+local ndel = tonumber(ARGV[5])
+if ndel == nil or (#ARGV - 5 - ndel) % 2 ~= 0 then
+  return redis.error_reply('BAD_ARGS job_requeue needs a delete count and field/value pairs')
 end
-if #ARGV > 4 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+if ndel > 0 then
+  redis.call('HDEL', KEYS[1], unpack(ARGV, 6, 5 + ndel))
+end
+if #ARGV > 5 + ndel then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 6 + ndel))
 end
 redis.call('PERSIST', KEYS[1])
 redis.call('LREM', KEYS[4], 0, ARGV[1])

@@ -11,7 +11,9 @@
 -- ARGV[4]  expected current status ("" = do not check): a compare-and-set guard
 -- ARGV[5]  "1" when the written status is final (done/failed/cancelled/unknown), else "0"
 -- ARGV[6]  TTL in seconds applied on a final status (<= 0: none)
--- ARGV[7..] field, value, ... written into KEYS[1]
+-- ARGV[7]  n: how many field names follow to be deleted from KEYS[1] (HDEL)
+-- ARGV[8..7+n] field names to delete (optional fields the job no longer has)
+-- ARGV[8+n..] field, value, ... written into KEYS[1]
 --
 -- Returns: 1.
 -- Errors:  "LEASE_LOST <user>"; "JOB_NOT_FOUND <job_id>";
@@ -27,11 +29,15 @@ end
 if ARGV[4] ~= '' and cur[2] ~= ARGV[4] then
   return redis.error_reply('STATUS_CHANGED ' .. (cur[2] or ''))
 end
-if (#ARGV - 6) % 2 ~= 0 then
-  return redis.error_reply('BAD_ARGS job_write needs field/value pairs')
+local ndel = tonumber(ARGV[7])
+if ndel == nil or (#ARGV - 7 - ndel) % 2 ~= 0 then
+  return redis.error_reply('BAD_ARGS job_write needs a delete count and field/value pairs')
 end
-if #ARGV > 6 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+if ndel > 0 then
+  redis.call('HDEL', KEYS[1], unpack(ARGV, 8, 7 + ndel))
+end
+if #ARGV > 7 + ndel then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 8 + ndel))
 end
 if ARGV[5] == '1' then
   local ttl = tonumber(ARGV[6])
