@@ -17,17 +17,7 @@ using batchq::test::unique_name;
 
 namespace {
 
-struct PgCancel : ::testing::Test {
-  pool p;
-  pooled_connection conn() {
-    auto c = p.acquire(superuser_key(), "");
-    if (!c) {
-      ADD_FAILURE() << batchq::message_of(c.error());
-      std::abort();
-    }
-    return std::move(*c);
-  }
-};
+struct PgCancel : superuser_pool_test {};
 
 } // namespace
 

@@ -12,17 +12,7 @@ using batchq::test::unique_name;
 
 namespace {
 
-struct PgExecute : ::testing::Test {
-  pool p;
-  pooled_connection conn() {
-    auto c = p.acquire(superuser_key(), "");
-    if (!c) {
-      ADD_FAILURE() << batchq::message_of(c.error());
-      std::abort();
-    }
-    return std::move(*c);
-  }
-};
+struct PgExecute : superuser_pool_test {};
 
 } // namespace
 

@@ -4,6 +4,8 @@
 // parallel on the same cluster.
 #pragma once
 
+#include <stdexcept>
+
 #include <chrono>
 #include <functional>
 #include <string>
@@ -69,5 +71,17 @@ inline int64_t ms_since(std::chrono::steady_clock::time_point t0) {
                                                                - t0)
     .count();
 }
+
+/// A fixture with its own pool and a helper that borrows a superuser
+/// connection (a failure to connect ends the test with the reason).
+struct superuser_pool_test : ::testing::Test {
+  pool p;
+  pooled_connection conn() {
+    auto c = p.acquire(superuser_key(), "");
+    if (!c)
+      throw std::runtime_error("cannot borrow a connection: " + batchq::message_of(c.error()));
+    return std::move(*c);
+  }
+};
 
 } // namespace batchq::pg::test
