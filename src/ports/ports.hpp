@@ -1,0 +1,130 @@
+// The ports through which actors reach the outside world (LevelDB's `Env`
+// idea, STYLE.md): small abstract classes, each used by one actor. The real
+// implementations wrap src/redis and src/pg (redis_ports.hpp, pg_ports.hpp)
+// and BLOCK, so the actors that own them are spawned detached. Deterministic
+// actor tests give the same actors in-memory fakes (tests/actors/fakes.hpp)
+// and spawn them on CAF's test coordinator.
+//
+// Thread-safety: an implementation object is used by one actor at a time,
+// except where a comment says otherwise.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+#include "messages/types.hpp"
+#include "src/pg/cancel_token.hpp"
+#include "src/pg/conninfo.hpp"
+#include "src/pg/session.hpp"
+
+namespace batchq::ports {
+
+/// The status actor's store: the job-state scripts of src/redis/ops.hpp.
+class job_store {
+public:
+  virtual ~job_store() = default;
+
+  /// `job_dequeue` fenced by `lease_token`, writing `claim` into the job (status
+  /// running, node, updated_at). An empty job_id means the queue was empty.
+  /// Errors: lease_lost, redis_unavailable.
+  virtual caf::expected<job_ticket> dequeue(const std::string& user,
+                                            const std::string& lease_token,
+                                            const field_pairs& claim) = 0;
+
+  /// `job_write`: fenced, compare-and-set on w.from_status, sets w.set, deletes
+  /// w.del; when `final`, EXPIRE ttl_seconds and leave work in progress.
+  /// Errors: lease_lost, job_not_found, invalid_transition (stored status changed).
+  virtual caf::expected<void> write(const state_write& w, bool final, int64_t ttl_seconds) = 0;
+
+  /// `job_requeue`: fenced; sets w.set, deletes w.del, head of the queue, publish.
+  virtual caf::expected<void> requeue(const state_write& w) = 0;
+
+  /// `job_cancel_pending`: if pending, writes `set`/`del`, leaves the queue, EXPIRE.
+  /// Errors: job_not_found (no job, or another user's).
+  virtual caf::expected<pending_cancel> cancel_pending(const std::string& job_id,
+                                                       const std::string& user,
+                                                       const field_pairs& set,
+                                                       int64_t ttl_seconds) = 0;
+
+  /// The job's hash; empty when there is no such job.
+  virtual caf::expected<field_pairs> read(const std::string& job_id) = 0;
+};
+
+/// The scheduler's cluster coordination: user leases, DB-host capacity slots.
+class coordination {
+public:
+  virtual ~coordination() = default;
+
+  /// SET NX PX: true when this node now holds the user's lease.
+  virtual caf::expected<bool> acquire_lease(const std::string& user, const std::string& token,
+                                            std::chrono::milliseconds ttl) = 0;
+  /// Compare-and-pexpire: false when the lease is no longer ours (lost).
+  virtual caf::expected<bool> renew_lease(const std::string& user, const std::string& token,
+                                          std::chrono::milliseconds ttl) = 0;
+  /// Compare-and-delete.
+  virtual caf::expected<void> release_lease(const std::string& user,
+                                            const std::string& token) = 0;
+  /// Releases only while the user's queue is empty (one script, no lost wake-up):
+  /// true when released, false when jobs arrived meanwhile (keep serving).
+  virtual caf::expected<bool> release_lease_if_idle(const std::string& user,
+                                                    const std::string& token) = 0;
+
+  /// One of `capacity` statement slots of `host`, cluster-wide: false when full.
+  virtual caf::expected<bool> acquire_slot(const std::string& host, int64_t capacity,
+                                           const std::string& slot,
+                                           std::chrono::milliseconds ttl) = 0;
+  /// False when the slot expired (it was pruned).
+  virtual caf::expected<bool> renew_slot(const std::string& host, const std::string& slot,
+                                         std::chrono::milliseconds ttl) = 0;
+  virtual caf::expected<void> release_slot(const std::string& host, const std::string& slot) = 0;
+
+  /// The user's database host (`rails:users:{user}` database_host); "" when unknown.
+  virtual caf::expected<std::string> database_host(const std::string& user) = 0;
+};
+
+/// What a job runner needs besides PostgreSQL: per-user limits and credentials.
+class job_environment {
+public:
+  virtual ~job_environment() = default;
+
+  /// The statement-timeout cap in ms: `limits:batch:{user}` timeout if set,
+  /// else the configured batch.query-timeout.
+  virtual caf::expected<int64_t> timeout_cap_ms(const std::string& user) = 0;
+
+  /// The password of role `dbuser` for `user` (SPEC §6: the master key's record
+  /// when its database_role is dbuser, else the user's key with that role);
+  /// nullopt when none is found. Never logged.
+  virtual caf::expected<std::optional<std::string>> password(const std::string& user,
+                                                             const std::string& dbuser) = 0;
+};
+
+/// One job's PostgreSQL connection (a pooled pg::session in production).
+class sql_session {
+public:
+  virtual ~sql_session() = default;
+
+  /// pg::session::execute: `/* <job_id> */ <sql>` under timeout_ms; a fired
+  /// token stops it (or keeps it from being sent). Errors: pg_connection_lost.
+  virtual caf::expected<pg::statement_result> execute(const std::string& job_id,
+                                                      const std::string& sql, int64_t timeout_ms,
+                                                      const pg::cancel_token* token) = 0;
+};
+
+/// Opens job connections (pg::pool in production). Thread-safe: every runner
+/// thread uses the same connector.
+class sql_connector {
+public:
+  virtual ~sql_connector() = default;
+
+  /// Errors: pg_connect_failed ("cannot connect to the database: ...").
+  virtual caf::expected<std::unique_ptr<sql_session>> connect(const pg::pool_key& key,
+                                                              const std::string& password) = 0;
+};
+
+} // namespace batchq::ports
