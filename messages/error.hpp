@@ -43,6 +43,9 @@ enum class ec : uint8_t {
   invalid_config,
   /// A job with this id already exists (id collision on create; nothing written).
   job_exists,
+  /// Another node cannot be reached: not registered (batch:nodes:{id}) or its
+  /// published canceller refused the connection.
+  node_unreachable,
 };
 
 inline constexpr caf::atom_value ec_category = caf::atom("batchq");
@@ -62,6 +65,7 @@ inline const char* to_string(ec x) {
     case ec::pg_connection_lost: return "pg_connection_lost";
     case ec::invalid_config: return "invalid_config";
     case ec::job_exists: return "job_exists";
+    case ec::node_unreachable: return "node_unreachable";
   }
   return "unknown";
 }

@@ -18,6 +18,7 @@
 
 #include <caf/expected.hpp>
 
+#include "messages/interfaces.hpp"
 #include "messages/types.hpp"
 #include "src/pg/cancel_token.hpp"
 #include "src/pg/conninfo.hpp"
@@ -88,6 +89,19 @@ public:
   virtual caf::expected<std::string> database_host(const std::string& user) = 0;
 };
 
+/// The subscriber's view of `batch:indexes:queue` (users said to have queued jobs).
+class queue_index {
+public:
+  virtual ~queue_index() = default;
+
+  /// Start-up: finds every user with a non-empty `batch:queue:{user}` (SCAN) and
+  /// adds them to the index; returns them. Errors: redis_unavailable, redis_error.
+  virtual caf::expected<std::vector<std::string>> rebuild() = 0;
+
+  /// The users in the index now (SMEMBERS). Errors: redis_unavailable, redis_error.
+  virtual caf::expected<std::vector<std::string>> users() = 0;
+};
+
 /// What a job runner needs besides PostgreSQL: per-user limits and credentials.
 class job_environment {
 public:
@@ -125,6 +139,34 @@ public:
   /// Errors: pg_connect_failed ("cannot connect to the database: ...").
   virtual caf::expected<std::unique_ptr<sql_session>> connect(const pg::pool_key& key,
                                                               const std::string& password) = 0;
+};
+
+/// The canceller's way to another node's canceller (the middleman in
+/// production, cluster/). BLOCKS (it may connect): the canceller calls it from
+/// a short-lived detached helper. Thread-safe (helpers run concurrently).
+class node_directory {
+public:
+  virtual ~node_directory() = default;
+
+  /// The canceller published by node `node_id`. Any error means "unreachable"
+  /// (the canceller then falls back to backend_cancel).
+  virtual caf::expected<canceller_actor> canceller_of(const std::string& node_id) = 0;
+};
+
+/// SPEC §5's fallback when the node running a job cannot be reached:
+/// pg_cancel_backend on the job's backends (query starting `/* <job_id> */`),
+/// through a connection with the job's own credentials. BLOCKS (Redis, then
+/// PostgreSQL): called from a detached helper. Thread-safe.
+class backend_cancel {
+public:
+  virtual ~backend_cancel() = default;
+
+  /// Reads the job's record (host, port, dbname, dbuser, pass?) and the role's
+  /// password, connects and signals; returns how many backends were signalled.
+  /// Errors: job_not_found, pg_connect_failed, pg_statement_failed,
+  /// pg_connection_lost, redis_unavailable.
+  virtual caf::expected<int> cancel_backends_of_job(const std::string& job_id,
+                                                    const std::string& user) = 0;
 };
 
 } // namespace batchq::ports

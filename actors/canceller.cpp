@@ -1,0 +1,311 @@
+#include "actors/canceller.hpp"
+
+#include <optional>
+#include <utility>
+
+#include <caf/event_based_actor.hpp>
+
+#include "messages/error.hpp"
+#include "src/job/status.hpp"
+#include "src/log/log.hpp"
+
+namespace batchq {
+
+namespace {
+
+using self_ptr = canceller_actor::stateful_pointer<canceller_state>;
+using cancel_promise = caf::typed_response_promise<cancel_result>;
+
+/// How much a cancel may still do when it asks the status actor.
+enum class pass {
+  /// A user's request: a final status (even `cancelled`) is refused.
+  initial,
+  /// After a drain requeued the job: a `cancelled` final is the answer.
+  again,
+  /// Only report the current status (cancelled/final/running); no more waiting.
+  report,
+};
+
+/// A helper that runs one blocking call and answers with its result.
+template <class T>
+caf::behavior blocking_call(caf::event_based_actor* h, std::function<caf::expected<T>()> f) {
+  return {
+    [=](run_atom) -> caf::result<T> {
+      h->quit();
+      auto r = f();
+      if (!r)
+        return std::move(r.error());
+      return std::move(*r);
+    },
+  };
+}
+
+template <class T>
+caf::actor spawn_blocking(self_ptr self, std::function<caf::expected<T>()> f) {
+  if (self->state.detached_helpers)
+    return self->system().template spawn<caf::detached>(blocking_call<T>, std::move(f));
+  return self->system().spawn(blocking_call<T>, std::move(f));
+}
+
+// The unused argument: CAF 0.17.6 dereferences a null shared_ptr<tuple<>>
+// when spawning a function actor without arguments (UBSan reports it).
+caf::behavior sleeper_behavior(caf::event_based_actor* s, const std::string& /*owner*/) {
+  return {
+    [=](tick_atom) -> caf::response_promise {
+      // Dropped unanswered: the requester's timeout is the timer.
+      return s->make_response_promise();
+    },
+  };
+}
+
+std::optional<std::string> recent_final(self_ptr self, const std::string& id) {
+  auto i = self->state.finals.find(id);
+  if (i == self->state.finals.end())
+    return std::nullopt;
+  return i->second;
+}
+
+void remember_final(self_ptr self, const std::string& id, const std::string& status) {
+  auto& st = self->state;
+  if (st.finals.emplace(id, status).second)
+    st.final_order.push_back(id);
+  else
+    st.finals[id] = status;
+  while (st.final_order.size() > st.cfg.recent_finals) {
+    st.finals.erase(st.final_order.front());
+    st.final_order.pop_front();
+  }
+}
+
+void expire(self_ptr self, const std::string& id, uint64_t wid) {
+  auto i = self->state.waiting.find(id);
+  if (i == self->state.waiting.end())
+    return;
+  auto& ws = i->second;
+  for (auto w = ws.begin(); w != ws.end(); ++w) {
+    if (w->id == wid) {
+      auto on_timeout = std::move(w->on_timeout);
+      ws.erase(w);
+      if (ws.empty())
+        self->state.waiting.erase(i);
+      log::warning("cancel: no final from the runner in time", {{"job_id", id}});
+      on_timeout();
+      return;
+    }
+  }
+}
+
+/// Waits (at most cancel_wait) for the `final` of job `id`.
+void wait_final(self_ptr self, const std::string& id,
+                std::function<void(const std::string&)> on_final,
+                std::function<void()> on_timeout) {
+  auto& st = self->state;
+  auto wid = ++st.next_waiter;
+  st.waiting[id].push_back(canceller_state::waiter{wid, std::move(on_final), std::move(on_timeout)});
+  self->request(st.sleeper, st.cfg.cancel_wait, tick_atom::value)
+    .then([] {}, [=](caf::error&) { expire(self, id, wid); });
+}
+
+void ask_status(self_ptr self, const std::string& id, const std::string& user,
+                cancel_promise rp, pass mode);
+
+/// What a cancel answers once the job's final status on this node is known.
+void resolve(self_ptr self, const std::string& id, const std::string& user, cancel_promise rp,
+             const std::string& status, pass mode) {
+  auto s = job::parse_status(status);
+  if (s == job::status::cancelled) {
+    rp.deliver(cancel_result{id, "cancelled"});
+    return;
+  }
+  if (s && job::is_final(*s)) {
+    rp.deliver(make_error(ec::invalid_transition,
+                          job::transition_refusal(*s, job::status::cancelled)));
+    return;
+  }
+  // pending: a drain requeued it first — the Redis half cancels it in the
+  // queue now; running: the lease was lost — report what Redis says.
+  ask_status(self, id, user, std::move(rp), mode == pass::initial ? pass::again : pass::report);
+}
+
+void cancel_here(self_ptr self, const std::string& id, const std::string& user,
+                 cancel_promise rp, pass mode) {
+  auto& st = self->state;
+  bool armed = st.registry->cancel(id, stop_reason::user_cancel, /*leave_tombstone*/ true);
+  log::info("cancel: token fired", {{"job_id", id}, {"user", user},
+                                    {"armed", armed ? "true" : "false"}});
+  if (!armed) {
+    if (auto f = recent_final(self, id)) {
+      resolve(self, id, user, std::move(rp), *f, mode);
+      return;
+    }
+  }
+  wait_final(
+    self, id,
+    [=](const std::string& status) { resolve(self, id, user, rp, status, mode); },
+    [=] { ask_status(self, id, user, rp, pass::report); });
+}
+
+void backend_fallback(self_ptr self, const std::string& id, const std::string& user,
+                      cancel_promise rp) {
+  auto backend = self->state.backend;
+  if (!backend) {
+    ask_status(self, id, user, std::move(rp), pass::report);
+    return;
+  }
+  auto helper = spawn_blocking<int>(
+    self, [backend, id, user] { return backend->cancel_backends_of_job(id, user); });
+  self->request(helper, self->state.cfg.cancel_wait, run_atom::value)
+    .then(
+      [=](int n) {
+        log::info("cancel: pg_cancel_backend fallback",
+                  {{"job_id", id}, {"backends", std::to_string(n)}});
+        if (n > 0)
+          cancel_promise{rp}.deliver(cancel_result{id, "cancelled"});
+        else
+          ask_status(self, id, user, rp, pass::report);
+      },
+      [=](caf::error& err) {
+        log::warning("cancel: pg_cancel_backend fallback failed",
+                     {{"job_id", id}, {"error", self->system().render(err)}});
+        ask_status(self, id, user, rp, pass::report);
+      });
+}
+
+void cancel_elsewhere(self_ptr self, const std::string& id, const std::string& user,
+                      const std::string& node, cancel_promise rp) {
+  auto dir = self->state.directory;
+  if (node.empty() || !dir) {
+    backend_fallback(self, id, user, std::move(rp));
+    return;
+  }
+  auto wait = self->state.cfg.cancel_wait;
+  auto helper = spawn_blocking<canceller_actor>(
+    self, [dir, node] { return dir->canceller_of(node); });
+  self->request(helper, wait, run_atom::value)
+    .then(
+      [=](canceller_actor remote) {
+        self->request(remote, wait * 2, remote_cancel_atom::value, id)
+          .then(
+            [=](bool ran) {
+              if (ran)
+                ask_status(self, id, user, rp, pass::report);
+              else
+                backend_fallback(self, id, user, rp);
+            },
+            [=](caf::error& err) {
+              log::warning("cancel: remote canceller failed",
+                           {{"job_id", id}, {"node", node}, {"error", self->system().render(err)}});
+              backend_fallback(self, id, user, rp);
+            });
+      },
+      [=](caf::error& err) {
+        log::warning("cancel: node unreachable",
+                     {{"job_id", id}, {"node", node}, {"error", self->system().render(err)}});
+        backend_fallback(self, id, user, rp);
+      });
+}
+
+void ask_status(self_ptr self, const std::string& id, const std::string& user,
+                cancel_promise rp, pass mode) {
+  auto& st = self->state;
+  self->request(st.status, st.cfg.status_timeout, cancel_atom::value, id, user)
+    .then(
+      [=](const pending_cancel& pc) mutable {
+        if (pc.cancelled) {
+          rp.deliver(cancel_result{id, "cancelled"});
+          return;
+        }
+        if (pc.status.empty()) {
+          rp.deliver(make_error(ec::job_not_found, "Job with id " + id + " not found"));
+          return;
+        }
+        auto s = job::parse_status(pc.status);
+        if (s && job::is_final(*s)) {
+          if (mode != pass::initial && *s == job::status::cancelled)
+            rp.deliver(cancel_result{id, "cancelled"});
+          else
+            rp.deliver(make_error(ec::invalid_transition,
+                                  job::transition_refusal(*s, job::status::cancelled)));
+          return;
+        }
+        if (s == job::status::running && mode != pass::report) {
+          if (pc.node == self->state.cfg.node_id)
+            cancel_here(self, id, user, rp, mode);
+          else
+            cancel_elsewhere(self, id, user, pc.node, rp);
+          return;
+        }
+        rp.deliver(cancel_result{id, pc.status});
+      },
+      [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
+}
+
+} // namespace
+
+canceller_actor::behavior_type
+canceller_behavior(canceller_actor::stateful_pointer<canceller_state> self,
+                   canceller_settings cfg, status_actor status,
+                   std::shared_ptr<pg::cancel_registry> registry,
+                   std::shared_ptr<ports::node_directory> directory,
+                   std::shared_ptr<ports::backend_cancel> backend, bool detached_helpers) {
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  st.status = std::move(status);
+  st.registry = std::move(registry);
+  st.directory = std::move(directory);
+  st.backend = std::move(backend);
+  st.detached_helpers = detached_helpers;
+  st.sleeper = self->system().spawn(sleeper_behavior, st.cfg.node_id);
+  self->attach_functor([sleeper = st.sleeper] {
+    caf::anon_send_exit(sleeper, caf::exit_reason::user_shutdown);
+  });
+  return {
+    [=](cancel_atom, const std::string& id,
+        const std::string& user) -> caf::typed_response_promise<cancel_result> {
+      auto rp = self->make_response_promise<cancel_result>();
+      log::info("cancel requested", {{"job_id", id}, {"user", user}});
+      ask_status(self, id, user, rp, pass::initial);
+      return rp;
+    },
+    [=](remote_cancel_atom, const std::string& id) -> caf::typed_response_promise<bool> {
+      auto rp = self->make_response_promise<bool>();
+      bool armed = self->state.registry->cancel(id, stop_reason::user_cancel, true);
+      log::info("remote cancel", {{"job_id", id}, {"armed", armed ? "true" : "false"}});
+      if (!armed && recent_final(self, id)) {
+        rp.deliver(true);
+        return rp;
+      }
+      wait_final(
+        self, id, [=](const std::string&) mutable { rp.deliver(true); },
+        [=]() mutable { rp.deliver(false); });
+      return rp;
+    },
+    [=](stop_atom, const std::string& user, stop_reason why) {
+      auto n = self->state.registry->cancel_user(user, why);
+      log::info("stop user", {{"user", user},
+                              {"reason", to_string(why)},
+                              {"fired", std::to_string(n)}});
+    },
+    [=](final_atom, const std::string& id, const std::string& status) {
+      remember_final(self, id, status);
+      auto i = self->state.waiting.find(id);
+      if (i == self->state.waiting.end())
+        return;
+      auto ws = std::move(i->second);
+      self->state.waiting.erase(i);
+      for (auto& w : ws)
+        w.on_final(status);
+    },
+  };
+}
+
+canceller_actor spawn_canceller(caf::actor_system& sys, const canceller_settings& cfg,
+                                status_actor status,
+                                std::shared_ptr<pg::cancel_registry> registry,
+                                std::shared_ptr<ports::node_directory> directory,
+                                std::shared_ptr<ports::backend_cancel> backend, bool detached) {
+  return sys.spawn(canceller_behavior, cfg, std::move(status), std::move(registry),
+                   std::move(directory), std::move(backend), detached);
+}
+
+} // namespace batchq

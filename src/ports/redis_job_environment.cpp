@@ -1,0 +1,137 @@
+#include "src/ports/redis_job_environment.hpp"
+
+#include <charconv>
+
+#include "messages/error.hpp"
+#include "src/redis/keys.hpp"
+
+namespace batchq::ports {
+
+namespace {
+
+std::optional<int64_t> positive_integer(const std::string& text) {
+  int64_t value = 0;
+  auto [end, err] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (err != std::errc{} || end != text.data() + text.size() || value <= 0)
+    return std::nullopt;
+  return value;
+}
+
+/// {database_role, database_password} of an HMGET reply; nullopt for anything
+/// else (an error reply for a key of another type, nils).
+std::optional<std::pair<std::string, std::optional<std::string>>>
+role_and_password(const redis::reply& r) {
+  if (!r.is_array() || r.elements.size() != 2 || !r.elements[0].is_string())
+    return std::nullopt;
+  std::optional<std::string> pass;
+  if (r.elements[1].is_string())
+    pass = r.elements[1].str;
+  return std::make_pair(r.elements[0].str, pass);
+}
+
+} // namespace
+
+std::string escape_glob(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\')
+      out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+redis_job_environment::redis_job_environment(redis::endpoint metadata,
+                                             int64_t default_timeout_ms,
+                                             std::chrono::milliseconds cache_ttl)
+  : default_timeout_ms_(default_timeout_ms),
+    cache_ttl_(cache_ttl),
+    client_(std::move(metadata)) {
+  // nop
+}
+
+uint64_t redis_job_environment::round_trips() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return client_.round_trips();
+}
+
+caf::expected<int64_t> redis_job_environment::timeout_cap_ms(const std::string& user) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto now = clock::now();
+  if (auto i = caps_.find(user); i != caps_.end()) {
+    if (now < i->second.until)
+      return i->second.value;
+    caps_.erase(i);
+  }
+  auto r = client_.command({"HGET", redis::keys::limits_batch(user), "timeout"});
+  if (!r)
+    return std::move(r.error());
+  int64_t cap = default_timeout_ms_;
+  if (r->is_string())
+    if (auto v = positive_integer(r->str))
+      cap = *v;
+  if (cache_ttl_.count() > 0)
+    caps_[user] = cached<int64_t>{cap, now + cache_ttl_};
+  return cap;
+}
+
+caf::expected<std::optional<std::string>>
+redis_job_environment::password(const std::string& user, const std::string& dbuser) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto now = clock::now();
+  auto key = std::make_pair(user, dbuser);
+  if (auto i = passwords_.find(key); i != passwords_.end()) {
+    if (now < i->second.until)
+      return std::optional<std::string>{i->second.value};
+    passwords_.erase(i);
+  }
+  auto found = lookup_password(user, dbuser);
+  if (found && *found && cache_ttl_.count() > 0)
+    passwords_[key] = cached<std::string>{**found, now + cache_ttl_};
+  return found;
+}
+
+caf::expected<std::optional<std::string>>
+redis_job_environment::lookup_password(const std::string& user, const std::string& dbuser) {
+  using result = std::optional<std::string>;
+  // 1. The master key's record.
+  auto map_key = client_.command({"HGET", redis::keys::rails_user(user), "map_key"});
+  if (!map_key)
+    return std::move(map_key.error());
+  std::string master_key;
+  if (map_key->is_string() && !map_key->str.empty()) {
+    master_key = redis::keys::api_key(user, map_key->str);
+    auto rec = client_.command({"HMGET", master_key, "database_role", "database_password"});
+    if (!rec)
+      return std::move(rec.error());
+    if (auto rp = role_and_password(*rec); rp && rp->first == dbuser && rp->second)
+      return result{*rp->second};
+  }
+  // 2. Any key record of the user with that role.
+  auto pattern = "api_keys:" + escape_glob(user) + ":*";
+  std::string cursor = "0";
+  do {
+    auto page = client_.command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
+    if (!page)
+      return std::move(page.error());
+    if (!page->is_array() || page->elements.size() != 2 || !page->elements[1].is_array())
+      return make_error(ec::redis_error, "unexpected SCAN reply: " + page->to_string());
+    cursor = page->elements[0].str;
+    std::vector<std::vector<std::string>> reads;
+    for (const auto& k : page->elements[1].elements)
+      if (k.is_string() && k.str != master_key)
+        reads.push_back({"HMGET", k.str, "database_role", "database_password"});
+    if (reads.empty())
+      continue;
+    auto recs = client_.pipeline(reads);
+    if (!recs)
+      return std::move(recs.error());
+    for (const auto& rec : *recs)
+      if (auto rp = role_and_password(rec); rp && rp->first == dbuser && rp->second)
+        return result{*rp->second};
+  } while (cursor != "0");
+  return result{};
+}
+
+} // namespace batchq::ports

@@ -1,0 +1,341 @@
+// The job runner's real ports against a real Redis (DB 12) and PostgreSQL:
+// ports::redis_job_environment (password lookup, per-user timeout cap, cache),
+// ports::pg_sql_connector (pooled sessions) and ports::pg_backend_cancel (the
+// canceller's pg_cancel_backend fallback). Every test uses its own user and
+// role names, so parallel test processes do not meet.
+#include <chrono>
+#include <future>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <pqxx/pqxx>
+
+#include <caf/all.hpp>
+
+#include "actors/job_runner.hpp"
+#include "messages/error.hpp"
+#include "messages/type_ids.hpp"
+#include "src/job/parse.hpp"
+#include "src/job/record.hpp"
+#include "src/pg/cancel_token.hpp"
+#include "src/pg/pool.hpp"
+#include "src/ports/pg_sql.hpp"
+#include "src/ports/redis_job_environment.hpp"
+#include "src/redis/client.hpp"
+#include "src/redis/keys.hpp"
+#include "tests/support/test_env.hpp"
+
+using namespace batchq;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr int test_db = 12;
+constexpr int64_t default_cap = 43200000;
+
+redis::endpoint test_endpoint() {
+  return redis::endpoint{"127.0.0.1", static_cast<uint16_t>(test::redis_port()), test_db};
+}
+
+pg::pool_key superuser_key() {
+  return pg::pool_key{"127.0.0.1", static_cast<uint16_t>(test::pg_port()), "postgres",
+                      "postgres"};
+}
+
+void admin_exec(const std::string& sql) {
+  pqxx::connection conn{test::pg_conninfo()};
+  pqxx::nontransaction tx{conn};
+  tx.exec(sql);
+}
+
+struct runner_ports : ::testing::Test {
+  redis::client rc{test_endpoint()};
+  std::string user = test::unique_name("rp");
+  std::vector<std::string> keys;
+
+  ~runner_ports() override {
+    if (keys.empty())
+      return;
+    std::vector<std::string> del{"DEL"};
+    del.insert(del.end(), keys.begin(), keys.end());
+    rc.command(del);
+  }
+
+  void hset(const std::string& key, const std::vector<std::string>& fields_values) {
+    keys.push_back(key);
+    std::vector<std::string> cmd{"HSET", key};
+    cmd.insert(cmd.end(), fields_values.begin(), fields_values.end());
+    auto r = rc.command(cmd);
+    ASSERT_TRUE(r) << message_of(r.error());
+  }
+
+  /// rails:users with master key `mk` whose role is `master_role`.
+  void make_user(const std::string& master_role) {
+    hset(redis::keys::rails_user(user), {"id", "1", "map_key", "mk", "database_host", "127.0.0.1"});
+    hset(redis::keys::api_key(user, "mk"), {"user", user, "type", "master", "database_role",
+                                            master_role, "database_password", "master-pw"});
+  }
+};
+
+TEST_F(runner_ports, ThePasswordOfTheMasterKeysRoleComesFromTheMasterKeyRecord) {
+  make_user(user + "_owner");
+  ports::redis_job_environment env{test_endpoint(), default_cap};
+  auto p = env.password(user, user + "_owner");
+  ASSERT_TRUE(p) << message_of(p.error());
+  ASSERT_TRUE(p->has_value());
+  EXPECT_EQ(**p, "master-pw");
+  EXPECT_EQ(env.round_trips(), 2u); // HGET map_key + HMGET of the master record
+}
+
+TEST_F(runner_ports, AnotherRolesPasswordComesFromTheKeyRecordWithThatRole) {
+  make_user(user + "_owner");
+  hset(redis::keys::api_key(user, "k1"), {"user", user, "type", "regular", "database_role",
+                                          user + "_other", "database_password", "other-pw"});
+  hset(redis::keys::api_key(user, "k2"), {"user", user, "type", "default", "database_role",
+                                          user + "_reader", "database_password", "reader-pw"});
+  ports::redis_job_environment env{test_endpoint(), default_cap};
+  auto p = env.password(user, user + "_reader");
+  ASSERT_TRUE(p) << message_of(p.error());
+  ASSERT_TRUE(p->has_value());
+  EXPECT_EQ(**p, "reader-pw");
+  auto none = env.password(user, user + "_nobody");
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(none->has_value());
+}
+
+TEST_F(runner_ports, AUserWithoutAnyKeyHasNoPassword) {
+  ports::redis_job_environment env{test_endpoint(), default_cap};
+  auto p = env.password(user, "whoever");
+  ASSERT_TRUE(p) << message_of(p.error());
+  EXPECT_FALSE(p->has_value());
+}
+
+TEST_F(runner_ports, AFoundPasswordIsCachedAndAMissIsNot) {
+  make_user(user + "_owner");
+  ports::redis_job_environment env{test_endpoint(), default_cap, 30s};
+  ASSERT_TRUE(env.password(user, user + "_owner"));
+  auto after_first = env.round_trips();
+  auto again = env.password(user, user + "_owner");
+  ASSERT_TRUE(again && again->has_value());
+  EXPECT_EQ(**again, "master-pw");
+  EXPECT_EQ(env.round_trips(), after_first);
+  // A role that has no key yet, then gets one: seen at once.
+  auto miss = env.password(user, user + "_late");
+  ASSERT_TRUE(miss);
+  EXPECT_FALSE(miss->has_value());
+  hset(redis::keys::api_key(user, "late"),
+       {"database_role", user + "_late", "database_password", "late-pw"});
+  auto hit = env.password(user, user + "_late");
+  ASSERT_TRUE(hit && hit->has_value());
+  EXPECT_EQ(**hit, "late-pw");
+}
+
+TEST_F(runner_ports, TheTimeoutCapIsTheUsersLimitElseTheDefault) {
+  ports::redis_job_environment env{test_endpoint(), 5000, 0ms};
+  auto cap = env.timeout_cap_ms(user);
+  ASSERT_TRUE(cap) << message_of(cap.error());
+  EXPECT_EQ(*cap, 5000);
+  hset(redis::keys::limits_batch(user), {"timeout", "60000"}); // higher than the default
+  cap = env.timeout_cap_ms(user);
+  ASSERT_TRUE(cap);
+  EXPECT_EQ(*cap, 60000);
+  hset(redis::keys::limits_batch(user), {"timeout", "not-a-number"});
+  cap = env.timeout_cap_ms(user);
+  ASSERT_TRUE(cap);
+  EXPECT_EQ(*cap, 5000);
+  hset(redis::keys::limits_batch(user), {"timeout", "0"});
+  cap = env.timeout_cap_ms(user);
+  ASSERT_TRUE(cap);
+  EXPECT_EQ(*cap, 5000);
+}
+
+TEST_F(runner_ports, GlobCharactersInAUserNameMatchLiterally) {
+  EXPECT_EQ(ports::escape_glob("a*b?c[d]e\\f"), "a\\*b\\?c\\[d\\]e\\\\f");
+}
+
+TEST(PgSqlConnector, RunsAStatementAndASecondAcquireReusesTheConnection) {
+  auto pool = std::make_shared<pg::pool>();
+  ports::pg_sql_connector sql{pool};
+  int pid = 0;
+  {
+    auto s = sql.connect(superuser_key(), "");
+    ASSERT_TRUE(s) << message_of(s.error());
+    auto r = (*s)->execute("job-a", "SELECT 1", 1000, nullptr);
+    ASSERT_TRUE(r) << message_of(r.error());
+    EXPECT_TRUE(r->ok());
+    auto* real = dynamic_cast<ports::pg_sql_session*>(s->get());
+    ASSERT_NE(real, nullptr);
+    EXPECT_FALSE(real->connection().reused());
+    pid = real->connection()->backend_pid();
+  }
+  EXPECT_EQ(pool->idle_count(superuser_key()), 1u);
+  auto s = sql.connect(superuser_key(), "");
+  ASSERT_TRUE(s) << message_of(s.error());
+  auto* real = dynamic_cast<ports::pg_sql_session*>(s->get());
+  ASSERT_NE(real, nullptr);
+  EXPECT_TRUE(real->connection().reused());
+  EXPECT_EQ(real->connection()->backend_pid(), pid);
+  auto r = (*s)->execute("job-b", "SELECT nope", 1000, nullptr);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->what, pg::outcome::failed);
+  EXPECT_EQ(r->error.message, "column \"nope\" does not exist");
+}
+
+TEST(PgSqlConnector, AConnectFailureSaysCannotConnectToTheDatabase) {
+  ports::pg_sql_connector sql{std::make_shared<pg::pool>()};
+  auto key = superuser_key();
+  key.dbname = test::unique_name("nodb");
+  auto s = sql.connect(key, "");
+  ASSERT_FALSE(s);
+  EXPECT_TRUE(is(s.error(), ec::pg_connect_failed));
+  EXPECT_EQ(message_of(s.error()).rfind("cannot connect to the database: ", 0), 0u)
+    << message_of(s.error());
+}
+
+TEST_F(runner_ports, TheBackendFallbackCancelsTheJobsStatementWithTheJobsRole) {
+  auto role = test::unique_name("rprole");
+  admin_exec("CREATE ROLE " + role + " LOGIN PASSWORD 'pw'");
+  struct drop_role {
+    std::string role;
+    ~drop_role() {
+      try {
+        admin_exec("DROP ROLE IF EXISTS " + role);
+      } catch (...) {
+      }
+    }
+  } cleanup{role};
+  make_user(role);
+  auto job_id = test::unique_name("job");
+  hset(redis::keys::job(job_id), {"user", user, "status", "running", "host", "127.0.0.1", "port",
+                                  std::to_string(test::pg_port()), "dbname", "postgres",
+                                  "dbuser", role});
+  auto pool = std::make_shared<pg::pool>();
+  auto env = std::make_shared<ports::redis_job_environment>(test_endpoint(), default_cap);
+  ports::pg_sql_connector sql{pool};
+  pg::pool_key key{"127.0.0.1", static_cast<uint16_t>(test::pg_port()), "postgres", role};
+  auto running = std::async(std::launch::async, [&] {
+    auto s = sql.connect(key, "pw");
+    if (!s)
+      return std::string{"connect: "} + message_of(s.error());
+    auto r = (*s)->execute(job_id, "SELECT pg_sleep(10)", 0, nullptr);
+    if (!r)
+      return std::string{"execute: "} + message_of(r.error());
+    return std::string{pg::to_string(r->what)} + ": " + r->error.sqlstate + " "
+           + r->error.message;
+  });
+  ports::pg_backend_cancel fallback{test_endpoint(), env, pool, 5432};
+  // Wait (bounded) until the statement is visible, then cancel it.
+  int signalled = 0;
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (signalled == 0 && std::chrono::steady_clock::now() < deadline) {
+    auto n = fallback.cancel_backends_of_job(job_id, user);
+    ASSERT_TRUE(n) << message_of(n.error());
+    signalled = *n;
+    if (signalled == 0)
+      std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(signalled, 1);
+  ASSERT_EQ(running.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(running.get(), "failed: 57014 canceling statement due to user request");
+  // Another user's job is not found.
+  auto other = fallback.cancel_backends_of_job(job_id, user + "x");
+  ASSERT_FALSE(other);
+  EXPECT_TRUE(is(other.error(), ec::job_not_found));
+  pool->clear();
+}
+
+// A mock status actor for the real actor system: records the statuses
+// written (thread-safe), answers true.
+struct written {
+  std::mutex mtx;
+  std::vector<std::string> statuses;
+};
+
+status_actor::behavior_type recording_status(status_actor::pointer,
+                                             std::shared_ptr<written> log) {
+  auto record = [log](const state_write& w) {
+    std::lock_guard<std::mutex> guard{log->mtx};
+    log->statuses.push_back(w.to_status);
+    return true;
+  };
+  return {
+    [](dequeue_atom, const std::string&, const std::string&) { return job_ticket{}; },
+    [=](write_atom, const state_write& w) { return record(w); },
+    [=](requeue_atom, const state_write& w) { return record(w); },
+    [](cancel_atom, const std::string&, const std::string&) { return pending_cancel{}; },
+  };
+}
+
+canceller_actor::behavior_type silent_canceller(canceller_actor::pointer) {
+  return {
+    [](cancel_atom, const std::string& id, const std::string&) {
+      return cancel_result{id, "cancelled"};
+    },
+    [](remote_cancel_atom, const std::string&) { return false; },
+    [](stop_atom, const std::string&, stop_reason) {},
+    [](final_atom, const std::string&, const std::string&) {},
+  };
+}
+
+TEST_F(runner_ports, ADetachedRunnerStopsARunningPgSleepPromptlyWhenCancelled) {
+  make_user("postgres"); // the master key's role; trust auth, so any password
+  caf::actor_system_config cfg;
+  register_types(cfg);
+  caf::actor_system sys{cfg};
+  auto log = std::make_shared<written>();
+  auto status = sys.spawn(recording_status, log);
+  auto canceller = sys.spawn(silent_canceller);
+  auto registry = std::make_shared<pg::cancel_registry>();
+  auto env = std::make_shared<ports::redis_job_environment>(test_endpoint(), default_cap);
+  auto sql = std::make_shared<ports::pg_sql_connector>(std::make_shared<pg::pool>());
+  runner_settings rs;
+  rs.node_id = "itest";
+  auto runner = spawn_job_runner(sys, rs, status, canceller, env, sql, registry, true);
+
+  auto req = job::parse_request(R"js({"query": "SELECT pg_sleep(10)"})js", "application/json", "");
+  ASSERT_TRUE(req);
+  auto job_id = test::unique_name("job");
+  job::db_target db{"127.0.0.1", std::to_string(test::pg_port()), "postgres", "postgres",
+                    std::nullopt};
+  auto j = job::make_job(*req, job_id, user, db, std::chrono::system_clock::now());
+  auto record = job::encode(j);
+  for (auto& [k, v] : record)
+    if (k == "status")
+      v = "running";
+  job_ticket ticket{job_id, user, "lease", record};
+
+  std::chrono::steady_clock::time_point fired_at;
+  std::thread cancel_thread{[&] {
+    auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      pqxx::connection conn{test::pg_conninfo()};
+      pqxx::nontransaction tx{conn};
+      auto r = tx.exec("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE "
+                       + tx.quote("/* " + job_id + " */%"));
+      if (r[0][0].as<int>() > 0)
+        break;
+      std::this_thread::sleep_for(10ms);
+    }
+    fired_at = std::chrono::steady_clock::now();
+    registry->cancel(job_id, stop_reason::user_cancel);
+  }};
+  caf::scoped_actor self{sys};
+  job_summary summary;
+  self->request(runner, caf::duration{20s}, run_atom::value, ticket)
+    .receive([&](const job_summary& s) { summary = s; },
+             [&](const caf::error& e) { ADD_FAILURE() << sys.render(e); });
+  auto stopped_after = std::chrono::steady_clock::now() - fired_at;
+  cancel_thread.join();
+  EXPECT_EQ(summary.status, "cancelled");
+  EXPECT_EQ(summary.statements_run, 1);
+  EXPECT_LT(stopped_after, 1s);
+  {
+    std::lock_guard<std::mutex> guard{log->mtx};
+    EXPECT_EQ(log->statuses, (std::vector<std::string>{"running", "cancelled"}));
+  }
+  EXPECT_FALSE(registry->armed(job_id));
+  self->send_exit(status, caf::exit_reason::user_shutdown);
+  self->send_exit(canceller, caf::exit_reason::user_shutdown);
+}
+
+} // namespace
