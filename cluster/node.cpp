@@ -1,0 +1,256 @@
+#include "cluster/node.hpp"
+
+#include <thread>
+
+#include <caf/io/middleman.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include "actors/canceller.hpp"
+#include "actors/job_runner.hpp"
+#include "actors/scheduler.hpp"
+#include "actors/status.hpp"
+#include "actors/subscriber.hpp"
+#include "actors/user_queue.hpp"
+#include "cluster/node_directory.hpp"
+#include "cluster/node_registry.hpp"
+#include "messages/error.hpp"
+#include "src/log/log.hpp"
+#include "src/pg/cancel_registry.hpp"
+#include "src/pg/pool.hpp"
+#include "src/ports/pg_sql.hpp"
+#include "src/ports/redis_coordination.hpp"
+#include "src/ports/redis_job_environment.hpp"
+#include "src/ports/redis_job_store.hpp"
+#include "src/ports/redis_queue_index.hpp"
+#include "src/redis/ops.hpp"
+
+#ifndef BATCHQ_VERSION
+#define BATCHQ_VERSION "0.0.0"
+#endif
+
+namespace batchq::cluster {
+
+const char* version() {
+  return BATCHQ_VERSION;
+}
+
+namespace {
+
+/// How long start() waits for the subscriber's SUBSCRIBE before registering
+/// anyway (the periodic rescan covers what it would miss).
+constexpr std::chrono::milliseconds subscribe_wait{10000};
+/// drain() waits shutdown-grace plus this for the scheduler's report.
+constexpr std::chrono::milliseconds drain_margin{15000};
+
+redis::endpoint batch_endpoint(const settings& s) {
+  return redis::endpoint{s.redis_host, s.redis_port, s.redis_db};
+}
+
+/// SPEC §4: rails:users, api_keys and (as CARTO reads them) limits:batch live
+/// in the metadata DB 5, whatever redis.db is.
+constexpr int metadata_db = 5;
+
+redis::endpoint metadata_endpoint(const settings& s) {
+  return redis::endpoint{s.redis_host, s.redis_port, metadata_db};
+}
+
+/// Sends exit to `h` (any handle type) if it is valid.
+template <class Handle>
+void exit_actor(Handle& h) {
+  if (h)
+    caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
+  h = Handle{};
+}
+
+} // namespace
+
+// -- node ---------------------------------------------------------------------
+
+struct node::impl {
+  std::shared_ptr<pg::cancel_registry> registry = std::make_shared<pg::cancel_registry>();
+  std::shared_ptr<pg::pool> pool = std::make_shared<pg::pool>();
+  status_actor status;
+  canceller_actor canceller;
+  scheduler_actor scheduler;
+  subscriber_actor subscriber;
+  std::unique_ptr<node_registry> registration;
+  bool published = false;
+  bool stopped = false;
+};
+
+node::node(caf::actor_system& sys, settings s)
+  : sys_(sys), cfg_(std::move(s)), impl_(std::make_unique<impl>()) {
+}
+
+node::~node() {
+  stop();
+}
+
+caf::error node::start() {
+  auto& st = *impl_;
+  const auto& s = cfg_;
+  auto ep = batch_endpoint(s);
+
+  // status: the single writer of job state, its own Redis connection.
+  status_settings status_cfg;
+  status_cfg.node_id = s.cluster_node_id;
+  status_cfg.finished_jobs_ttl = s.batch_finished_jobs_ttl;
+  st.status = spawn_status(sys_, status_cfg, std::make_shared<ports::redis_job_store>(ep));
+
+  // One job environment (limits, passwords; thread-safe, cached) for every
+  // runner and the pg_cancel_backend fallback.
+  auto env = std::make_shared<ports::redis_job_environment>(metadata_endpoint(s),
+                                                            s.batch_query_timeout);
+
+  // canceller: this node's registry, other nodes through the middleman,
+  // pg_cancel_backend when they cannot be reached.
+  canceller_settings canceller_cfg;
+  canceller_cfg.node_id = s.cluster_node_id;
+  st.canceller = spawn_canceller(
+    sys_, canceller_cfg, st.status, st.registry,
+    std::make_shared<middleman_node_directory>(sys_, ep),
+    std::make_shared<ports::pg_backend_cancel>(ep, env, st.pool, s.postgres_port));
+
+  // job runners: one detached actor per job, sharing the pool, environment
+  // and registry.
+  runner_settings runner_cfg;
+  runner_cfg.node_id = s.cluster_node_id;
+  runner_cfg.postgres_port = s.postgres_port;
+  runner_cfg.default_timeout_ms = s.batch_query_timeout;
+  auto connector = std::make_shared<ports::pg_sql_connector>(st.pool);
+  auto status = st.status;
+  auto canceller = st.canceller;
+  auto registry = st.registry;
+  job_runner_factory make_runner = [=](caf::actor_system& sys) {
+    return spawn_job_runner(sys, runner_cfg, status, canceller, env, connector, registry);
+  };
+  user_queue_factory make_queue = [=](caf::actor_system& sys, const std::string& user,
+                                      const std::string& lease_token, scheduler_actor sched) {
+    return spawn_user_queue(sys, user, lease_token, sched, status, make_runner);
+  };
+
+  // scheduler: its own Redis connection for leases and capacity slots.
+  st.scheduler = spawn_scheduler(sys_, scheduler_settings::from(s),
+                                 std::make_shared<ports::redis_coordination>(ep, metadata_db),
+                                 st.canceller, make_queue);
+
+  // subscriber: SUBSCRIBE batch:users + index rescans, reporting to the scheduler.
+  st.subscriber = spawn_subscriber(sys_, subscriber_settings::from(s), st.scheduler,
+                                   std::make_shared<ports::redis_queue_index>(ep));
+
+  // The canceller is reachable by other nodes (and `batchq cancel`).
+  auto port = sys_.middleman().publish(st.canceller, s.cluster_port, "127.0.0.1", true);
+  if (!port)
+    return make_error(ec::invalid_config, "cannot publish the canceller on 127.0.0.1:"
+                                            + std::to_string(s.cluster_port) + ": "
+                                            + sys_.render(port.error()));
+  st.published = true;
+  cluster_port_ = *port;
+
+  // Register once the subscriber listens: a published job is then never missed.
+  caf::scoped_actor self{sys_};
+  auto deadline = std::chrono::steady_clock::now() + subscribe_wait;
+  bool ready = false;
+  while (!ready && std::chrono::steady_clock::now() < deadline) {
+    self->request(st.subscriber, std::chrono::seconds{2}, ready_atom::value)
+      .receive([&](bool r) { ready = r; }, [&](caf::error&) {});
+    if (!ready)
+      std::this_thread::sleep_for(std::chrono::milliseconds{20});
+  }
+  if (!ready)
+    log::warning("subscriber not listening yet; registering anyway",
+                 {{"waited_ms", std::to_string(subscribe_wait.count())}});
+
+  node_info me;
+  me.node_id = s.cluster_node_id;
+  me.address = "127.0.0.1";
+  me.cluster_port = cluster_port_;
+  me.http_port = 0; // no HTTP listener yet
+  me.version = version();
+  me.started_at = redis::iso8601_now();
+  st.registration = std::make_unique<node_registry>(ep, me, heartbeat_period);
+  // Redis down is not fatal (SPEC §7): the node keeps running and every
+  // heartbeat retries the registration.
+  if (auto err = st.registration->announce())
+    log::warning("node not registered yet; retrying every heartbeat",
+                 {{"error", message_of(err)}});
+  return caf::none;
+}
+
+caf::error node::heartbeat() {
+  if (!impl_->registration)
+    return caf::none;
+  return impl_->registration->heartbeat();
+}
+
+caf::expected<drain_report> node::drain() {
+  auto& st = *impl_;
+  if (!st.scheduler)
+    return drain_report{};
+  caf::scoped_actor self{sys_};
+  auto timeout = std::chrono::milliseconds{cfg_.batch_shutdown_grace * 1000} + drain_margin;
+  caf::expected<drain_report> out = drain_report{};
+  self->request(st.scheduler, timeout, drain_atom::value)
+    .receive([&](const drain_report& r) { out = r; }, [&](caf::error& e) { out = std::move(e); });
+  return out;
+}
+
+void node::stop() {
+  auto& st = *impl_;
+  if (st.stopped)
+    return;
+  st.stopped = true;
+  if (st.registration) {
+    if (auto err = st.registration->withdraw())
+      log::warning("node registration not removed", {{"error", message_of(err)}});
+    st.registration.reset();
+  }
+  if (st.published && st.canceller)
+    sys_.middleman().unpublish(st.canceller, cluster_port_);
+  exit_actor(st.subscriber);
+  exit_actor(st.scheduler);
+  exit_actor(st.canceller);
+  exit_actor(st.status);
+}
+
+// -- cancel_front ---------------------------------------------------------------
+
+struct cancel_front::impl {
+  status_actor status;
+  canceller_actor canceller;
+};
+
+cancel_front::cancel_front(caf::actor_system& sys, const settings& s, std::string front_id)
+  : sys_(sys), impl_(std::make_unique<impl>()) {
+  auto ep = batch_endpoint(s);
+  status_settings status_cfg;
+  status_cfg.node_id = front_id;
+  status_cfg.finished_jobs_ttl = s.batch_finished_jobs_ttl;
+  impl_->status = spawn_status(sys_, status_cfg, std::make_shared<ports::redis_job_store>(ep));
+  canceller_settings canceller_cfg;
+  canceller_cfg.node_id = front_id;
+  auto env = std::make_shared<ports::redis_job_environment>(metadata_endpoint(s),
+                                                            s.batch_query_timeout);
+  impl_->canceller = spawn_canceller(
+    sys_, canceller_cfg, impl_->status, std::make_shared<pg::cancel_registry>(),
+    std::make_shared<middleman_node_directory>(sys_, ep),
+    std::make_shared<ports::pg_backend_cancel>(ep, env, std::make_shared<pg::pool>(),
+                                               s.postgres_port));
+}
+
+cancel_front::~cancel_front() {
+  exit_actor(impl_->canceller);
+  exit_actor(impl_->status);
+}
+
+caf::expected<cancel_result> cancel_front::cancel(const std::string& job_id,
+                                                  const std::string& user,
+                                                  std::chrono::milliseconds timeout) {
+  caf::scoped_actor self{sys_};
+  caf::expected<cancel_result> out = cancel_result{};
+  self->request(impl_->canceller, timeout, cancel_atom::value, job_id, user)
+    .receive([&](const cancel_result& r) { out = r; }, [&](caf::error& e) { out = std::move(e); });
+  return out;
+}
+
+} // namespace batchq::cluster

@@ -1,0 +1,67 @@
+#include "src/cli/options.hpp"
+
+#include <fstream>
+#include <sstream>
+
+#include "messages/error.hpp"
+
+namespace batchq::cli {
+
+namespace {
+
+// Sees the option table of batchq::config (protected in CAF's base class) to
+// print help; never used to build an actor system.
+class help_config : public config {
+public:
+  std::string keys_help() const {
+    std::ostringstream out;
+    for (const auto& opt : custom_options_) {
+      auto cat = opt.category();
+      bool mine = false;
+      for (const char* s : {"redis", "http", "api", "batch", "cluster", "postgres", "log"})
+        mine = mine || cat == s;
+      if (!mine)
+        continue;
+      std::string flag = "  --" + std::string{opt.full_name().begin(), opt.full_name().end()}
+                         + "=VALUE";
+      if (flag.size() < 34)
+        flag.resize(34, ' ');
+      else
+        flag += "  ";
+      out << flag << std::string{opt.description().begin(), opt.description().end()} << '\n';
+    }
+    return out.str();
+  }
+};
+
+} // namespace
+
+caf::expected<settings> load_config(config& cfg, const std::string& config_file,
+                                    const std::vector<std::string>& flags) {
+  for (const auto& f : flags)
+    if (f.size() < 3 || f.compare(0, 2, "--") != 0)
+      return make_error(ec::invalid_config, "unexpected argument '" + f
+                                              + "' (configuration flags look like "
+                                                "--section.key=value)");
+  std::stringstream ini;
+  if (!config_file.empty()) {
+    std::ifstream in{config_file};
+    if (!in)
+      return make_error(ec::invalid_config, "cannot read config file '" + config_file + "'");
+    ini << in.rdbuf();
+  }
+  if (auto err = cfg.parse(flags, ini)) {
+    auto text = caf::actor_system_config::render(err);
+    return make_error(ec::invalid_config, "bad configuration (" + text
+                                            + "); flags must be --section.key=value with a known "
+                                              "key, see --help");
+  }
+  return cfg.validate();
+}
+
+std::string config_keys_help() {
+  help_config cfg;
+  return cfg.keys_help();
+}
+
+} // namespace batchq::cli

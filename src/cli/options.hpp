@@ -1,0 +1,30 @@
+// Turning command-line words into batchq's configuration, shared by every
+// command of the `batchq` program: `--config-file=<ini>` plus
+// `--section.key=value` flags go through batchq::config (CAF's parser), then
+// config::validate(). Precedence: built-in default < INI file < flag
+// (docs/running.md).
+//
+// Pure functions over a caller-owned config object; no threads.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+#include "src/config/settings.hpp"
+
+namespace batchq::cli {
+
+/// Loads `config_file` (when not empty) and `flags` (each `--section.key=value`,
+/// or any other CAF option such as `--scheduler.max-threads=4`) into `cfg` and
+/// validates the result. Errors (ec::invalid_config) carry a message fit for a
+/// person: an unreadable file, an unknown option, a value out of range.
+caf::expected<settings> load_config(config& cfg, const std::string& config_file,
+                                    const std::vector<std::string>& flags);
+
+/// The help text listing batchq's configuration keys as flags, one per line
+/// with its description, for `batchq serve --help` and `batchq cancel --help`.
+std::string config_keys_help();
+
+} // namespace batchq::cli
