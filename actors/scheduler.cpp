@@ -365,8 +365,12 @@ scheduler_impl::behavior_type scheduler(self_ptr self) {
       for (auto& [user, e] : st.users)
         if (!e.running)
           waiting.push_back(user);
-      for (auto& user : waiting)
+      for (auto& user : waiting) {
         release(self, user);
+        // Hand the user over: another node serves it now, not at its next rescan.
+        if (auto r = st.coord->announce(user); !r)
+          log::warning("announce failed", {{"user", user}, {"error", render(r.error())}});
+      }
       log::info("drain started", {{"running", std::to_string(st.users.size())}});
       maybe_finish_drain(self);
       if (!st.drained)

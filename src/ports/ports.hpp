@@ -87,6 +87,11 @@ public:
 
   /// The user's database host (`rails:users:{user}` database_host); "" when unknown.
   virtual caf::expected<std::string> database_host(const std::string& user) = 0;
+
+  /// PUBLISH batch:users user: every node's subscriber hears that `user` has
+  /// queued jobs. A draining node announces the waiting users it hands back, so
+  /// another node serves them at once instead of at its next rescan.
+  virtual caf::expected<void> announce(const std::string& user) = 0;
 };
 
 /// The subscriber's view of `batch:indexes:queue` (users said to have queued jobs).

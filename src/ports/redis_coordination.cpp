@@ -86,4 +86,11 @@ uint64_t redis_coordination::round_trips() const noexcept {
   return batch_.round_trips() + (metadata_ ? metadata_->round_trips() : 0);
 }
 
+caf::expected<void> redis_coordination::announce(const std::string& user) {
+  auto r = batch_.command({"PUBLISH", std::string{redis::keys::users_channel}, user});
+  if (!r)
+    return std::move(r.error());
+  return {};
+}
+
 } // namespace batchq::ports

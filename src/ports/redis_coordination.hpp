@@ -43,6 +43,9 @@ public:
   /// HGET rails:users:{user} database_host on the metadata database.
   caf::expected<std::string> database_host(const std::string& user) override;
 
+  /// PUBLISH batch:users user (pub/sub ignores the selected database).
+  caf::expected<void> announce(const std::string& user) override;
+
   /// Round trips of both connections so far (docs, tests).
   uint64_t round_trips() const noexcept;
 

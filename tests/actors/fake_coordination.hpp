@@ -33,6 +33,8 @@ public:
   std::function<void(const std::string& user)> before_release_if_idle;
   bool down = false;
 
+  /// Users announced (PUBLISH batch:users), in order.
+  std::vector<std::string> announced;
   int acquire_lease_calls = 0;
   int database_host_calls = 0;
   /// The most slots ever held at once per host.
@@ -68,6 +70,13 @@ public:
       return unavailable();
     auto i = leases.find(user);
     return i != leases.end() && i->second == token;
+  }
+
+  caf::expected<void> announce(const std::string& user) override {
+    if (down)
+      return unavailable();
+    announced.push_back(user);
+    return {};
   }
 
   caf::expected<void> release_lease(const std::string& user, const std::string& token) override {

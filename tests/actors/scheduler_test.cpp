@@ -400,8 +400,10 @@ CAF_TEST(drain waits for running jobs then stops the rest after the grace period
     });
   });
   sched.run();
-  // C, waiting, is released at once; A and B keep running.
+  // C, waiting, is released at once and announced to the other nodes; A and B
+  // keep running.
   CAF_CHECK_EQUAL(coord->leases.count("C"), 0u);
+  CAF_CHECK_EQUAL(coord->announced, strings{"C"});
   CAF_CHECK_EQUAL(coord->leases.size(), 2u);
   CAF_CHECK(!*report);
   // A finishes within the grace period; no new turn is granted.

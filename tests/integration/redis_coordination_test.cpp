@@ -28,6 +28,7 @@
 #include "src/redis/client.hpp"
 #include "src/redis/keys.hpp"
 #include "src/redis/ops.hpp"
+#include "src/redis/subscription.hpp"
 #include "tests/support/test_env.hpp"
 
 using namespace batchq;
@@ -66,6 +67,21 @@ struct RedisCoordination : ::testing::Test {
     return h ? *h : std::nullopt;
   }
 };
+
+TEST_F(RedisCoordination, AnnouncePublishesTheUserOnTheUsersChannel) {
+  auto sub = redis::subscription::open(endpoint(), {std::string{redis::keys::users_channel}});
+  ASSERT_TRUE(sub) << message_of(sub.error());
+  ASSERT_TRUE(port.announce(user));
+  // Other tests publish on the same channel: wait for our user, bounded.
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  bool seen = false;
+  while (!seen && std::chrono::steady_clock::now() < deadline) {
+    auto m = (*sub)->next(500ms);
+    ASSERT_TRUE(m) << message_of(m.error());
+    seen = *m && (*m)->payload == user;
+  }
+  EXPECT_TRUE(seen);
+}
 
 TEST_F(RedisCoordination, AHeldLeaseCannotBeTakenByAnotherTokenUntilReleased) {
   auto a = port.acquire_lease(user, "token-a", 5s);
