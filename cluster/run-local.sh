@@ -5,7 +5,7 @@
 # SIGINT/SIGTERM to all of them (each drains, SPEC §7). Extra arguments are
 # passed to every node, e.g.:
 #
-#   cluster/run-local.sh 3 build/src/cli/batchq --config-file=cluster/batchq.example.ini \
+#   cluster/run-local.sh 3 build/batchq --config-file=cluster/batchq.example.ini \
 #       --redis.port=6379 --postgres.port=5432
 #
 # Node logs go to ./batchq-local-<i>.log. Exits when every node has exited,
