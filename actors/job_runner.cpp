@@ -40,7 +40,7 @@ void finish(self_ptr self, const std::string& status) {
     self->send(st.canceller, final_atom::value, job_id_of(self), status);
   st.registry->disarm(job_id_of(self));
   st.armed_id->clear();
-  log::info("job runner finished", {{"job_id", job_id_of(self)},
+  log::debug("job runner finished", {{"job_id", job_id_of(self)},
                                     {"user", st.ticket.user},
                                     {"status", status},
                                     {"statements", std::to_string(st.statements_run)},
@@ -341,7 +341,7 @@ job_runner_behavior(job_runner_actor::stateful_pointer<job_runner_state> self,
                      {{"user", st.ticket.user}, {"error", self->system().render(cap.error())}});
         st.cap_ms = st.cfg.default_timeout_ms;
       }
-      log::info("job runner started", {{"job_id", st.ticket.job_id},
+      log::debug("job runner started", {{"job_id", st.ticket.job_id},
                                        {"user", st.ticket.user},
                                        {"node", st.cfg.node_id},
                                        {"cap_ms", std::to_string(st.cap_ms)}});
