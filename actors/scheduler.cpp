@@ -25,15 +25,21 @@ scheduler_settings scheduler_settings::from(const settings& s) {
   x.capacity = s.batch_capacity;
   x.lease_ttl = std::chrono::milliseconds{s.batch_lease_ttl};
   x.shutdown_grace = std::chrono::seconds{s.batch_shutdown_grace};
+  x.sweep_interval = std::chrono::seconds{s.batch_sweep_interval};
   return x;
 }
 
 namespace {
 
-/// The scheduler's own handle type: the public interface plus one internal
-/// timer message, `(drain, tick)`: the drain's grace period is over. Others
-/// only ever see the public `scheduler_actor`.
-using scheduler_impl = scheduler_actor::extend<caf::reacts_to<drain_atom, tick_atom>>;
+/// Internal timer message: time for the orphaned work-in-progress sweep.
+using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
+
+/// The scheduler's own handle type: the public interface plus two internal
+/// timer messages, `(drain, tick)`: the drain's grace period is over, and
+/// `(sweep)`: time for the crash sweep. Others only ever see the public
+/// `scheduler_actor`.
+using scheduler_impl =
+  scheduler_actor::extend<caf::reacts_to<drain_atom, tick_atom>, caf::reacts_to<sweep_atom>>;
 
 /// Capacity bucket of users whose `rails:users` record has no database_host.
 const std::string unknown_host = "unknown";
@@ -266,30 +272,60 @@ void renew(self_ptr self) {
     maybe_finish_drain(self);
 }
 
+/// `wants` and the crash sweep: serves `user` unless draining or already
+/// known — takes its lease (another node holding it: nothing to do), creates
+/// its user_queue and grants turns.
+void serve(self_ptr self, const std::string& user) {
+  auto& st = self->state;
+  if (st.draining || st.users.count(user) > 0)
+    return;
+  auto token = redis::random_token();
+  auto got = st.coord->acquire_lease(user, token, st.cfg.lease_ttl);
+  if (!got) {
+    log::warning("user lease acquire failed", {{"user", user}, {"error", render(got.error())}});
+    return;
+  }
+  if (!*got) {
+    log::debug("user served by another node", {{"user", user}});
+    return;
+  }
+  user_entry e;
+  e.lease_token = token;
+  e.waiting_since = ++st.seq;
+  e.queue = st.make_queue(self->system(), user, token, caf::actor_cast<scheduler_actor>(self));
+  st.users.emplace(user, std::move(e));
+  log::debug("user lease acquired", {{"user", user}});
+  grant(self);
+}
+
+/// The crash sweep (SPEC §7): serves every user whose work in progress has no
+/// lease holder. A Redis failure is logged; the next sweep retries.
+void sweep(self_ptr self) {
+  auto& st = self->state;
+  auto orphans = st.coord->orphaned_users();
+  if (!orphans) {
+    log::warning("orphan sweep failed", {{"error", render(orphans.error())}});
+    return;
+  }
+  for (const auto& user : *orphans) {
+    if (st.draining || st.users.count(user) > 0)
+      continue;
+    log::info("orphaned work in progress found", {{"user", user}});
+    serve(self, user);
+  }
+}
+
 scheduler_impl::behavior_type scheduler(self_ptr self) {
   self->delayed_send(self, tick_period(self->state.cfg), tick_atom::value);
+  self->delayed_send(self, self->state.cfg.sweep_interval, sweep_atom::value);
   return {
-    [=](wants_atom, const std::string& user) {
-      auto& st = self->state;
-      if (st.draining || st.users.count(user) > 0)
+    [=](wants_atom, const std::string& user) { serve(self, user); },
+    [=](sweep_atom) {
+      // Draining: the node is leaving; other nodes sweep (no re-arm).
+      if (self->state.draining)
         return;
-      auto token = redis::random_token();
-      auto got = st.coord->acquire_lease(user, token, st.cfg.lease_ttl);
-      if (!got) {
-        log::warning("user lease acquire failed", {{"user", user}, {"error", render(got.error())}});
-        return;
-      }
-      if (!*got) {
-        log::debug("user served by another node", {{"user", user}});
-        return;
-      }
-      user_entry e;
-      e.lease_token = token;
-      e.waiting_since = ++st.seq;
-      e.queue = st.make_queue(self->system(), user, token, caf::actor_cast<scheduler_actor>(self));
-      st.users.emplace(user, std::move(e));
-      log::debug("user lease acquired", {{"user", user}});
-      grant(self);
+      sweep(self);
+      self->delayed_send(self, self->state.cfg.sweep_interval, sweep_atom::value);
     },
     [=](done_atom, const std::string& user, const job_summary& summary) {
       auto& st = self->state;

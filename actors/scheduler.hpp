@@ -16,6 +16,14 @@
 // then asks the canceller to stop the rest (they are requeued by their runners)
 // and releases every lease before it answers.
 //
+// Crash sweep (SPEC §7): every sweep_interval the scheduler asks which users
+// have work in progress but no lease holder (`orphaned_users`, their node
+// died) and serves each one it does not know yet exactly as if it had heard
+// `wants`: lease, user_queue, turn. The user_queue's first run recovers the
+// orphaned jobs (status `recover`: fail or requeue per batch.on-node-loss),
+// then dequeues; an empty queue ends the turn with `idle` and the lease is
+// released. No sweep while draining; a failed sweep is retried at the next one.
+//
 // Concurrency: all state lives in the actor. It calls the coordination port,
 // which BLOCKS on Redis in production, so it is spawned detached (its own
 // thread, still with a mailbox and timers). Deterministic tests pass a fake
@@ -23,7 +31,8 @@
 //
 // Round trips per turn (docs/round-trips.md): acquire_slot 1 + release_slot 1;
 // per user served: acquire_lease 1 + database_host 1 (cached while served) +
-// release_lease_if_idle 1; per tick: 1 per held lease + 1 per held slot.
+// release_lease_if_idle 1; per tick: 1 per held lease + 1 per held slot; per
+// sweep: orphaned_users 1 (+ the per-user cost above for each orphan served).
 #pragma once
 
 #include <chrono>
@@ -49,6 +58,8 @@ struct scheduler_settings {
   std::chrono::milliseconds lease_ttl{5000};
   /// batch.shutdown-grace: how long a drain waits for running jobs.
   std::chrono::milliseconds shutdown_grace{10000};
+  /// batch.sweep-interval: period of the orphaned work-in-progress sweep.
+  std::chrono::milliseconds sweep_interval{5000};
 
   /// The scheduler's part of the validated configuration.
   static scheduler_settings from(const settings& s);

@@ -88,6 +88,116 @@ void log_finished(const std::string& job_id, const std::string& user, const std:
   log::info("job finished", fs);
 }
 
+/// Errors that end a recover: the lease is gone, or Redis is.
+bool fatal_for_recover(const caf::error& err) {
+  return is(err, ec::lease_lost) || is(err, ec::redis_unavailable);
+}
+
+std::string render(const caf::error& err) {
+  auto text = message_of(err);
+  return text.empty() ? caf::to_string(err) : text;
+}
+
+/// Recovers one orphaned WIP entry (header comment, `recover`). Answers true
+/// when a running job was recovered, false for a stale entry or a job left as
+/// it is; an error only when fatal_for_recover.
+caf::expected<bool> recover_job(status_state& st, const std::string& job_id,
+                                const std::string& user, const std::string& token) {
+  auto rec = st.store->read(job_id);
+  if (!rec)
+    return std::move(rec.error());
+  auto owner = find_field(*rec, "user");
+  auto status = find_field(*rec, "status");
+  auto stale = [&](const char* why) -> caf::expected<bool> {
+    if (auto r = st.store->remove_from_wip(job_id, user, token); !r)
+      return std::move(r.error());
+    log::info("stale work in progress removed",
+              {{"job_id", job_id}, {"user", user}, {"reason", why}});
+    return false;
+  };
+  if (rec->empty())
+    return stale("no such job");
+  if (owner == nullptr || *owner != user)
+    return stale("another user's job");
+  if (status == nullptr || (*status != "pending" && *status != "running"))
+    return stale(status ? status->c_str() : "no status");
+  auto now = st.cfg.clock();
+  if (*status == "pending") {
+    // Dequeued by a worker that died before claiming it: back to the head of
+    // the queue (the script does not duplicate an id already queued).
+    state_write w{job_id, user, token, "pending", "pending",
+                  {{"status", "pending"}, {"updated_at", job::iso8601(now)}}, {}};
+    if (auto r = st.store->requeue(w); !r) {
+      if (fatal_for_recover(r.error()))
+        return std::move(r.error());
+      log::warning("recover failed", {{"job_id", job_id}, {"user", user}, {"error", render(r.error())}});
+      return false;
+    }
+    log::info("pending job in work in progress requeued", {{"job_id", job_id}, {"user", user}});
+    return false;
+  }
+  // Running on a node that lost the lease: stop whatever still runs first.
+  if (st.cfg.backend_cancel) {
+    auto n = st.cfg.backend_cancel->cancel_backends_of_job(job_id, user);
+    if (n)
+      log::info("orphaned backends cancelled",
+                {{"job_id", job_id}, {"user", user}, {"backends", std::to_string(*n)}});
+    else
+      log::warning("orphaned backends not cancelled",
+                   {{"job_id", job_id}, {"user", user}, {"error", render(n.error())}});
+  }
+  auto j = job::decode(job_id, *rec);
+  if (!j) {
+    log::error("recover failed",
+               {{"job_id", job_id}, {"user", user}, {"error", j.error().message}});
+    return false;
+  }
+  auto node = j->node && !j->node->empty() ? *j->node : std::string{"unknown"};
+  if (auto r = job::node_lost(*j, node, st.cfg.on_node_loss, now); !r) {
+    log::error("recover failed", {{"job_id", job_id}, {"user", user}, {"error", r.error().message}});
+    return false;
+  }
+  auto upd = job::state_fields(*j);
+  std::string to = job::to_string(j->status);
+  state_write w{job_id, user, token, "running", to, upd.set, upd.del};
+  overlay(w.set, {{"status", to}}, {});
+  bool requeued = j->status == job::status::pending;
+  auto r = requeued ? st.store->requeue(w) : st.store->write(w, true, st.cfg.finished_jobs_ttl);
+  if (!r) {
+    if (fatal_for_recover(r.error()))
+      return std::move(r.error());
+    log::warning("recover failed", {{"job_id", job_id}, {"user", user}, {"error", render(r.error())}});
+    return false;
+  }
+  st.running.erase(job_id);
+  log::warning("job recovered", {{"job_id", job_id},
+                                 {"user", user},
+                                 {"node", node},
+                                 {"outcome", requeued ? std::string{"requeued"} : to}});
+  if (!requeued) {
+    overlay(*rec, w.set, w.del);
+    log_finished(job_id, user, to, *rec, now);
+  }
+  return true;
+}
+
+/// `recover` for every WIP entry of `user`; the count of running jobs recovered.
+caf::expected<int32_t> recover_user(status_state& st, const std::string& user,
+                                    const std::string& token) {
+  auto ids = st.store->wip_jobs(user);
+  if (!ids)
+    return std::move(ids.error());
+  int32_t count = 0;
+  for (const auto& id : *ids) {
+    auto r = recover_job(st, id, user, token);
+    if (!r)
+      return std::move(r.error());
+    if (*r)
+      ++count;
+  }
+  return count;
+}
+
 } // namespace
 
 status_actor::behavior_type status_behavior(status_actor::stateful_pointer<status_state> self,
@@ -181,6 +291,13 @@ status_actor::behavior_type status_behavior(status_actor::stateful_pointer<statu
       overlay(*rec, upd.set, upd.del);
       log_finished(job_id, user, "cancelled", *rec, now);
       return pending_cancel{true, "cancelled", {}};
+    },
+    [=](recover_atom, const std::string& user,
+        const std::string& lease_token) -> caf::result<int32_t> {
+      auto n = recover_user(self->state, user, lease_token);
+      if (!n)
+        return std::move(n.error());
+      return *n;
     },
   };
 }

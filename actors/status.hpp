@@ -21,6 +21,22 @@
 //    any other status the actor reports {false, status, node} and writes
 //    nothing: the canceller stops a running statement, or turns a final status
 //    into `Cannot set status from done to cancelled`.
+//  - recover (SPEC §7 "Crash"), asked by a user_queue just after its node
+//    took the user's lease: only the lease holder has jobs of the user running,
+//    so every job still in batch:wip:user:{user} is orphaned (its node lost the
+//    lease; a still-alive old node is fenced and cancels its own statement at
+//    its next renewal). For each id: no hash, another user's job, or a final
+//    job -> the stale entry leaves WIP (fenced remove_from_wip); a pending
+//    job (dequeued by a worker that crashed before claiming it) -> requeued at
+//    the head, so nothing is lost; a running job -> its backends are cancelled
+//    (backend_cancel port, when set; errors logged), job::node_lost applies
+//    batch.on-node-loss, and the job is requeued at the head when it is pending
+//    again (requeue mode, or an onerror fallback still to run) or else written
+//    final (TTL, leaves WIP) — one warning line `job recovered` (job_id, user,
+//    node, outcome) each. The answer counts the running jobs recovered.
+//    lease_lost and redis_unavailable stop the recover and are answered; other
+//    per-job errors (the job changed meanwhile, an undecodable record) are
+//    logged and the job is left as it is.
 // Store errors (lease_lost, job_not_found, redis_unavailable, ...) are passed
 // back to the requester unchanged.
 //
@@ -48,6 +64,7 @@
 
 #include "messages/interfaces.hpp"
 #include "src/job/clock.hpp"
+#include "src/job/progress.hpp"
 #include "src/ports/ports.hpp"
 
 namespace batchq {
@@ -59,6 +76,12 @@ struct status_settings {
   int64_t finished_jobs_ttl = 7200;
   /// The clock for `updated_at` and elapsed times; tests pin it.
   std::function<job::time_point()> clock = [] { return std::chrono::system_clock::now(); };
+  /// batch.on-node-loss: what `recover` makes of an orphaned running job.
+  job::node_loss_mode on_node_loss = job::node_loss_mode::fail;
+  /// pg_cancel_backend on an orphaned job's backends during `recover`; may be
+  /// null (tests; then no backend is cancelled). BLOCKS: fine in the detached
+  /// status actor.
+  std::shared_ptr<ports::backend_cancel> backend_cancel;
 };
 
 struct status_state {

@@ -20,6 +20,8 @@ struct user_queue_state {
   job_runner_factory make_runner;
   /// A turn is in progress (from `run` until done/idle is sent).
   bool busy = false;
+  /// The first turn asked the status actor to recover orphaned WIP.
+  bool recovered = false;
 
   static inline const char* name = "user_queue";
 };
@@ -58,6 +60,46 @@ void run_job(self_ptr self, job_ticket ticket) {
           });
 }
 
+void dequeue(self_ptr self) {
+  auto& st = self->state;
+  self->request(st.status, caf::infinite, dequeue_atom::value, st.user, st.lease_token)
+    .then(
+      [=](job_ticket& ticket) {
+        if (ticket.job_id.empty())
+          idle(self);
+        else
+          run_job(self, std::move(ticket));
+      },
+      [=](caf::error& err) {
+        log::warning("dequeue failed", {{"user", self->state.user}, {"error", render(err)}});
+        idle(self);
+      });
+}
+
+/// First turn only: the node just took the lease, so whatever is left in the
+/// user's work in progress is orphaned (SPEC §7 "Crash"); recover it, then
+/// dequeue. A recover error other than lease_lost is logged and the dequeue
+/// still happens; lease_lost ends the turn with `idle` like a dequeue error.
+void recover_then_dequeue(self_ptr self) {
+  auto& st = self->state;
+  st.recovered = true;
+  self->request(st.status, caf::infinite, recover_atom::value, st.user, st.lease_token)
+    .then(
+      [=](int32_t n) {
+        if (n > 0)
+          log::info("orphaned jobs recovered",
+                    {{"user", self->state.user}, {"jobs", std::to_string(n)}});
+        dequeue(self);
+      },
+      [=](caf::error& err) {
+        log::warning("recover failed", {{"user", self->state.user}, {"error", render(err)}});
+        if (is(err, ec::lease_lost))
+          idle(self);
+        else
+          dequeue(self);
+      });
+}
+
 user_queue_actor::behavior_type user_queue(self_ptr self) {
   return {
     [=](run_atom) {
@@ -67,18 +109,10 @@ user_queue_actor::behavior_type user_queue(self_ptr self) {
         return;
       }
       st.busy = true;
-      self->request(st.status, caf::infinite, dequeue_atom::value, st.user, st.lease_token)
-        .then(
-          [=](job_ticket& ticket) {
-            if (ticket.job_id.empty())
-              idle(self);
-            else
-              run_job(self, std::move(ticket));
-          },
-          [=](caf::error& err) {
-            log::warning("dequeue failed", {{"user", self->state.user}, {"error", render(err)}});
-            idle(self);
-          });
+      if (!st.recovered)
+        recover_then_dequeue(self);
+      else
+        dequeue(self);
     },
   };
 }

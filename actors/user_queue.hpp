@@ -2,6 +2,12 @@
 // the user's lease. Spawned by the scheduler (through its user_queue_factory)
 // and stopped by it when the user goes idle or the lease is lost.
 //
+// The first `run` after it is created (just after its node took the lease)
+// first asks the status actor to `recover` the user's orphaned work in progress
+// (SPEC §7 "Crash"; status.hpp), then dequeues as below; a recover error is
+// logged and the dequeue still happens, except lease_lost, which answers
+// `idle` as a dequeue error does. Later turns do not recover again.
+//
 // On each `run` (a turn granted by the scheduler):
 //   request(status, dequeue, user, lease_token)   -- atomic: queue -> WIP, claim,
 //                                                    skipping ids no longer pending

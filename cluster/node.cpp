@@ -91,16 +91,24 @@ caf::error node::start() {
   const auto& s = cfg_;
   auto ep = batch_endpoint(s);
 
-  // status: the single writer of job state, its own Redis connection.
-  status_settings status_cfg;
-  status_cfg.node_id = s.cluster_node_id;
-  status_cfg.finished_jobs_ttl = s.batch_finished_jobs_ttl;
-  st.status = spawn_status(sys_, status_cfg, std::make_shared<ports::redis_job_store>(ep));
-
   // One job environment (limits, passwords; thread-safe, cached) for every
   // runner and the pg_cancel_backend fallback.
   auto env = std::make_shared<ports::redis_job_environment>(metadata_endpoint(s),
                                                             s.batch_query_timeout);
+  // pg_cancel_backend (thread-safe): the canceller's fallback and the status
+  // actor's recover of orphaned jobs (SPEC §7 "Crash").
+  auto backend_cancel =
+    std::make_shared<ports::pg_backend_cancel>(ep, env, st.pool, s.postgres_port);
+
+  // status: the single writer of job state, its own Redis connection.
+  status_settings status_cfg;
+  status_cfg.node_id = s.cluster_node_id;
+  status_cfg.finished_jobs_ttl = s.batch_finished_jobs_ttl;
+  status_cfg.on_node_loss = s.batch_on_node_loss == on_node_loss::requeue
+                              ? job::node_loss_mode::requeue
+                              : job::node_loss_mode::fail;
+  status_cfg.backend_cancel = backend_cancel;
+  st.status = spawn_status(sys_, status_cfg, std::make_shared<ports::redis_job_store>(ep));
 
   // canceller: this node's registry, other nodes through the middleman,
   // pg_cancel_backend when they cannot be reached.
@@ -108,8 +116,7 @@ caf::error node::start() {
   canceller_cfg.node_id = s.cluster_node_id;
   st.canceller = spawn_canceller(
     sys_, canceller_cfg, st.status, st.registry,
-    std::make_shared<middleman_node_directory>(sys_, ep),
-    std::make_shared<ports::pg_backend_cancel>(ep, env, st.pool, s.postgres_port));
+    std::make_shared<middleman_node_directory>(sys_, ep), backend_cancel);
 
   // job runners: one detached actor per job, sharing the pool, environment
   // and registry.

@@ -36,6 +36,7 @@ using write_atom = caf::atom_constant<caf::atom("write")>;
 using requeue_atom = caf::atom_constant<caf::atom("requeue")>;
 using rescan_atom = caf::atom_constant<caf::atom("rescan")>;
 using ready_atom = caf::atom_constant<caf::atom("ready")>;
+using recover_atom = caf::atom_constant<caf::atom("recover")>;
 
 // -- status: the only writer of job state ------------------------------------------
 
@@ -56,7 +57,14 @@ using status_actor = caf::typed_actor<
   // (steps skipped) atomically; otherwise reports its status and node.
   // Errors: job_not_found (unknown id or another user's job).
   caf::replies_to<cancel_atom, std::string /*job_id*/, std::string /*user*/>::with<
-    pending_cancel>>;
+    pending_cancel>,
+  // Recovers the user's orphaned work in progress (SPEC §7 "Crash") just after this
+  // node took the user's lease: each running job left in batch:wip:user:{user} gets
+  // its backends cancelled and batch.on-node-loss applied (failed, or requeued at
+  // the head); stale entries leave WIP. Answers how many jobs were recovered.
+  // Errors: lease_lost.
+  caf::replies_to<recover_atom, std::string /*user*/, std::string /*lease_token*/>::with<
+    int32_t>>;
 
 // -- job_runner: one running job ----------------------------------------------------
 

@@ -55,6 +55,15 @@ public:
 
   /// The job's hash; empty when there is no such job.
   virtual caf::expected<field_pairs> read(const std::string& job_id) = 0;
+
+  /// The job ids in batch:wip:user:{user} (work in progress; most recently
+  /// dequeued first). Not fenced. Errors: redis_unavailable, redis_error.
+  virtual caf::expected<std::vector<std::string>> wip_jobs(const std::string& user) = 0;
+
+  /// `wip_remove`: fenced; drops `job_id` from the user's work in progress
+  /// without touching its hash (a stale entry). Errors: lease_lost.
+  virtual caf::expected<void> remove_from_wip(const std::string& job_id, const std::string& user,
+                                              const std::string& lease_token) = 0;
 };
 
 /// The scheduler's cluster coordination: user leases, DB-host capacity slots.
@@ -92,6 +101,11 @@ public:
   /// queued jobs. A draining node announces the waiting users it hands back, so
   /// another node serves them at once instead of at its next rescan.
   virtual caf::expected<void> announce(const std::string& user) = 0;
+
+  /// SPEC §7 crash sweep: users in `batch:wip:users` with work in progress and
+  /// no lease `batch:locks:user:{user}` (its holder died); one round trip.
+  /// The caller takes a user's lease (acquire_lease) before recovering it.
+  virtual caf::expected<std::vector<std::string>> orphaned_users() = 0;
 };
 
 /// The subscriber's view of `batch:indexes:queue` (users said to have queued jobs).

@@ -93,4 +93,8 @@ caf::expected<void> redis_coordination::announce(const std::string& user) {
   return {};
 }
 
+caf::expected<std::vector<std::string>> redis_coordination::orphaned_users() {
+  return redis::wip_orphans(batch_);
+}
+
 } // namespace batchq::ports

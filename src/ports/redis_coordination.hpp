@@ -46,6 +46,9 @@ public:
   /// PUBLISH batch:users user (pub/sub ignores the selected database).
   caf::expected<void> announce(const std::string& user) override;
 
+  /// `wip_orphans` on the batch database (one round trip).
+  caf::expected<std::vector<std::string>> orphaned_users() override;
+
   /// Round trips of both connections so far (docs, tests).
   uint64_t round_trips() const noexcept;
 

@@ -81,4 +81,17 @@ caf::expected<field_pairs> redis_job_store::read(const std::string& job_id) {
   return to_pairs(**r);
 }
 
+caf::expected<std::vector<std::string>> redis_job_store::wip_jobs(const std::string& user) {
+  return redis::wip_job_ids(client_, user);
+}
+
+caf::expected<void> redis_job_store::remove_from_wip(const std::string& job_id,
+                                                     const std::string& user,
+                                                     const std::string& lease_token) {
+  auto r = redis::remove_from_wip(client_, job_id, user, lease_token);
+  if (!r)
+    return std::move(r.error());
+  return {};
+}
+
 } // namespace batchq::ports

@@ -51,6 +51,13 @@ public:
   /// HGETALL, fields in name order; empty when there is no such job.
   caf::expected<field_pairs> read(const std::string& job_id) override;
 
+  /// redis::wip_job_ids (LRANGE). Errors: redis_unavailable, redis_error.
+  caf::expected<std::vector<std::string>> wip_jobs(const std::string& user) override;
+
+  /// redis::remove_from_wip (fenced script). Errors: lease_lost, redis_unavailable.
+  caf::expected<void> remove_from_wip(const std::string& job_id, const std::string& user,
+                                      const std::string& lease_token) override;
+
   /// The connection's round-trip counter (tests, docs/round-trips.md).
   uint64_t round_trips() const noexcept { return client_.round_trips(); }
 

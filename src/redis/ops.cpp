@@ -299,6 +299,12 @@ caf::expected<std::vector<std::string>> wip_job_ids(client& c, const std::string
   return strings(c.command({"LRANGE", keys::wip_user(user), "0", "-1"}));
 }
 
+caf::expected<std::vector<std::string>> wip_orphans(client& c) {
+  const auto& s = scripts::wip_orphans;
+  return strings(run(c, s, {str(keys::wip_users)},
+                     {str(keys::lock_user_prefix), str(keys::wip_user_prefix)}));
+}
+
 // -- user lease ----------------------------------------------------------------
 
 caf::expected<bool> acquire_lease(client& c, const std::string& user, const std::string& token,

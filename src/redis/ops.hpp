@@ -151,6 +151,12 @@ caf::expected<std::vector<std::string>> wip_users(client& c);
 /// LRANGE batch:wip:user:{user} 0 -1 (most recently dequeued first).
 caf::expected<std::vector<std::string>> wip_job_ids(client& c, const std::string& user);
 
+/// The users whose work in progress is orphaned (SPEC §7 crash sweep): in
+/// batch:wip:users with a non-empty batch:wip:user:{user} and no lease
+/// batch:locks:user:{user} (`wip_orphans`, read-only, one round trip). The
+/// caller must take a user's lease before recovering its jobs.
+caf::expected<std::vector<std::string>> wip_orphans(client& c);
+
 // -- user lease (SPEC §5) ------------------------------------------------------
 
 /// SET NX PX: true when `token` now holds the user's lease (also when it

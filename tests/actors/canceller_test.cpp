@@ -42,6 +42,9 @@ status_actor::behavior_type mock_status(status_actor::pointer,
         return a.error();
       return *a;
     },
+    [](recover_atom, const std::string&, const std::string&) -> caf::result<int32_t> {
+      return 0;
+    },
   };
 }
 

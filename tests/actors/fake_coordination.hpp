@@ -8,7 +8,9 @@
 // answer false), `queue_not_empty` (release_lease_if_idle answers
 // false: jobs arrived), `before_release_if_idle` (a hook run first, e.g. to
 // enqueue a job at exactly that moment), `down` (every call fails with
-// redis_unavailable). Counters let tests assert round trips.
+// redis_unavailable), `orphans` (users with work in progress: orphaned_users()
+// reports those whose lease nobody holds), `orphans_down` (only
+// orphaned_users() fails). Counters let tests assert round trips.
 //
 // Thread safety: none; the test coordinator runs everything on one thread.
 #pragma once
@@ -32,6 +34,12 @@ public:
   std::set<std::string> queue_not_empty;
   std::function<void(const std::string& user)> before_release_if_idle;
   bool down = false;
+  /// Users with work in progress in Redis; orphaned_users() reports those
+  /// whose lease nobody holds (neither `leases` nor `foreign`).
+  std::set<std::string> orphans;
+  /// Only orphaned_users() fails (redis_unavailable).
+  bool orphans_down = false;
+  int orphaned_users_calls = 0;
 
   /// Users announced (PUBLISH batch:users), in order.
   std::vector<std::string> announced;
@@ -133,6 +141,17 @@ public:
         slots.erase(i);
     }
     return {};
+  }
+
+  caf::expected<std::vector<std::string>> orphaned_users() override {
+    ++orphaned_users_calls;
+    if (down || orphans_down)
+      return unavailable();
+    std::vector<std::string> out;
+    for (const auto& user : orphans)
+      if (leases.count(user) == 0 && foreign.count(user) == 0)
+        out.push_back(user);
+    return out;
   }
 
   caf::expected<std::string> database_host(const std::string& user) override {

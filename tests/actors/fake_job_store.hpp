@@ -4,7 +4,10 @@
 // queues, applies writes the way the Lua scripts do (compare-and-set on the
 // expected status, owner check, TTL on final writes, head-of-queue requeue),
 // records every call, and can be told to fail the fenced calls (dequeue,
-// write, requeue) with an error such as lease_lost.
+// write, requeue, remove_from_wip) with an error such as lease_lost. It also
+// keeps work in progress per user as the scripts do: dequeue adds the id
+// (front: most recent first), a final write, a requeue, a pending cancel and
+// remove_from_wip take it out.
 //
 // Thread safety: none. Tests run the actors on CAF's test coordinator in the
 // test's thread and inspect the fake directly between steps.
@@ -27,7 +30,8 @@ class fake_job_store : public ports::job_store {
 public:
   /// One call as the fake saw it.
   struct call {
-    /// "dequeue", "write", "requeue", "cancel_pending" or "read".
+    /// "dequeue", "write", "requeue", "cancel_pending", "read", "wip_jobs" or
+    /// "remove_from_wip".
     std::string op;
     std::string job_id;
     std::string user;
@@ -44,9 +48,11 @@ public:
   std::map<std::string, field_pairs> jobs;
   /// batch:queue:{user}; front() is the next job.
   std::map<std::string, std::deque<std::string>> queues;
+  /// batch:wip:user:{user}; front() is the most recently dequeued.
+  std::map<std::string, std::deque<std::string>> wip;
   /// TTL set on a job (by a final write or a pending cancel).
   std::map<std::string, int64_t> ttls;
-  /// When set, dequeue/write/requeue fail with it (and change nothing).
+  /// When set, dequeue/write/requeue/remove_from_wip fail with it (and change nothing).
   std::optional<caf::error> fail_fenced;
   /// Runs at the start of cancel_pending (e.g. a dequeue racing the cancel).
   std::function<void()> before_cancel_pending;
@@ -102,6 +108,7 @@ public:
       if (jobs.count(id) == 0 || get(id, "status") != "pending")
         continue;
       apply(id, claim, {});
+      wip[user].push_front(id);
       t.job_id = id;
       t.record = jobs[id];
       break;
@@ -118,8 +125,10 @@ public:
     if (!w.from_status.empty() && get(w.job_id, "status") != w.from_status)
       return make_error(ec::invalid_transition, "job status is now " + get(w.job_id, "status"));
     apply(w.job_id, w.set, w.del);
-    if (final)
+    if (final) {
       ttls[w.job_id] = ttl_seconds;
+      leave_wip(w.job_id, w.user);
+    }
     return {};
   }
 
@@ -131,7 +140,10 @@ public:
       return make_error(ec::job_not_found, "Job with id " + w.job_id + " not found");
     apply(w.job_id, w.set, w.del);
     ttls.erase(w.job_id);
-    queues[w.user].push_front(w.job_id);
+    leave_wip(w.job_id, w.user);
+    auto& q = queues[w.user];
+    q.erase(std::remove(q.begin(), q.end(), w.job_id), q.end());
+    q.push_front(w.job_id);
     return {};
   }
 
@@ -149,6 +161,7 @@ public:
     apply(job_id, set, {});
     auto& q = queues[user];
     q.erase(std::remove(q.begin(), q.end(), job_id), q.end());
+    leave_wip(job_id, user);
     ttls[job_id] = ttl_seconds;
     return pending_cancel{true, {}, {}};
   }
@@ -159,7 +172,33 @@ public:
     return j == jobs.end() ? field_pairs{} : j->second;
   }
 
+  caf::expected<std::vector<std::string>> wip_jobs(const std::string& user) override {
+    calls.push_back({"wip_jobs", {}, user, {}, {}, false, 0});
+    auto i = wip.find(user);
+    if (i == wip.end())
+      return std::vector<std::string>{};
+    return std::vector<std::string>(i->second.begin(), i->second.end());
+  }
+
+  caf::expected<void> remove_from_wip(const std::string& job_id, const std::string& user,
+                                      const std::string&) override {
+    calls.push_back({"remove_from_wip", job_id, user, {}, {}, false, 0});
+    if (fail_fenced)
+      return *fail_fenced;
+    leave_wip(job_id, user);
+    return {};
+  }
+
 private:
+  void leave_wip(const std::string& id, const std::string& user) {
+    auto i = wip.find(user);
+    if (i == wip.end())
+      return;
+    i->second.erase(std::remove(i->second.begin(), i->second.end(), id), i->second.end());
+    if (i->second.empty())
+      wip.erase(i);
+  }
+
   void apply(const std::string& id, const field_pairs& set, const std::vector<std::string>& del) {
     auto& rec = jobs[id];
     rec.erase(std::remove_if(rec.begin(), rec.end(),

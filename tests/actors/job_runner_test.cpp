@@ -50,6 +50,9 @@ status_actor::behavior_type mock_status(status_actor::pointer, std::shared_ptr<s
     [](cancel_atom, const std::string&, const std::string&) -> caf::result<pending_cancel> {
       return pending_cancel{};
     },
+    [](recover_atom, const std::string&, const std::string&) -> caf::result<int32_t> {
+      return 0;
+    },
   };
 }
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "actors/scheduler.hpp"
+#include "src/config/settings.hpp"
 #include "src/log/log.hpp"
 #include "tests/actors/fake_coordination.hpp"
 
@@ -37,6 +38,8 @@ struct world {
   strings spawned;
   /// `stop` messages the mock canceller received.
   std::vector<std::pair<std::string, stop_reason>> stops;
+  /// Users whose mock user_queue received `run`, in order.
+  strings runs;
 };
 
 user_queue_actor::behavior_type mock_user_queue(user_queue_actor::pointer self,
@@ -46,6 +49,7 @@ user_queue_actor::behavior_type mock_user_queue(user_queue_actor::pointer self,
   self->attach_functor([w] { --w->alive; });
   return {
     [=](run_atom) {
+      w->runs.push_back(user);
       auto& n = w->jobs[user];
       if (n == 0) {
         self->send(scheduler, idle_atom::value, user);
@@ -74,6 +78,7 @@ struct scheduler_fixture : test::actor_fixture {
   canceller_actor canceller;
   scheduler_actor scheduler;
   size_t capacity = 0;
+  const std::chrono::milliseconds sweep_interval = 7500ms;
   /// Runs in the factory, right after the lease was taken (tests inject faults).
   std::function<void()> on_queue_created;
   std::ostringstream log_lines;
@@ -96,6 +101,8 @@ struct scheduler_fixture : test::actor_fixture {
     cfg.capacity = cap;
     cfg.lease_ttl = 5s;
     cfg.shutdown_grace = 10s;
+    // Off the 1 s tick grid: a test can reach a sweep without a tick at the same instant.
+    cfg.sweep_interval = sweep_interval;
     auto wp = w;
     auto factory = [this, wp](caf::actor_system& s, const std::string& user, const std::string&,
                               scheduler_actor sch) {
@@ -106,6 +113,13 @@ struct scheduler_fixture : test::actor_fixture {
     };
     scheduler = spawn_scheduler(sys, cfg, coord, canceller, factory, false);
     sched.run();
+  }
+
+  /// Moves the clock to the next sweep (one sweep_interval; ticks due on the
+  /// way fire too) and runs what it triggered.
+  void next_sweep() {
+    advance_time(sweep_interval);
+    run_checked();
   }
 
   /// Consumes every pending message (no timeouts), checking after each one
@@ -447,6 +461,125 @@ CAF_TEST(drain gives up on a runner that never answers after a second grace peri
             [&](caf::error& e) { CAF_FAIL(sys.render(e)); });
   CAF_CHECK(coord->leases.empty());
   CAF_CHECK_EQUAL(coord->slots_held(), 0u);
+}
+
+// -- the crash sweep (SPEC §7) ---------------------------------------------------------
+
+CAF_TEST(after one sweep interval a user reported orphaned is leased and granted a turn) {
+  start(2);
+  coord->orphans = {"O"};
+  w->jobs = {{"O", 1}}; // e.g. the orphaned job, requeued by the recovery
+  advance_time(sweep_interval - 1ms);
+  run_checked();
+  CAF_CHECK_EQUAL(coord->orphaned_users_calls, 0);
+  CAF_CHECK(w->spawned.empty());
+  advance_time(1ms);
+  run_checked();
+  CAF_CHECK_EQUAL(coord->orphaned_users_calls, 1);
+  CAF_CHECK_EQUAL(w->spawned, strings{"O"});
+  CAF_CHECK_EQUAL(w->runs, strings{"O"});
+  CAF_CHECK_EQUAL(coord->leases.count("O"), 1u);
+  CAF_CHECK_EQUAL(stats().running, strings{"O"});
+  // The recovered job ends; the queue is then empty: the lease goes.
+  coord->orphans.clear();
+  finish_all();
+  CAF_CHECK(coord->leases.empty());
+  CAF_CHECK_EQUAL(coord->slots_held(), 0u);
+  CAF_CHECK_EQUAL(w->alive, 0);
+}
+
+CAF_TEST(an orphaned user with nothing left to run after recovery is released at once) {
+  start(1);
+  coord->orphans = {"O", "P"};
+  coord->foreign = {"P"}; // P's lease is held by a live node: not orphaned
+  next_sweep();
+  CAF_CHECK_EQUAL(w->spawned, strings{"O"});
+  CAF_CHECK_EQUAL(w->runs, strings{"O"}); // the first run recovers, then finds no job
+  CAF_CHECK(coord->leases.empty());
+  CAF_CHECK_EQUAL(coord->slots_held(), 0u);
+  CAF_CHECK_EQUAL(w->alive, 0);
+  auto s = stats();
+  CAF_CHECK(s.waiting.empty() && s.running.empty());
+}
+
+CAF_TEST(sweeps repeat every sweep interval) {
+  start(1);
+  next_sweep();
+  next_sweep();
+  CAF_CHECK_EQUAL(coord->orphaned_users_calls, 2);
+  CAF_CHECK(w->spawned.empty());
+  coord->orphans = {"O"};
+  next_sweep();
+  CAF_CHECK_EQUAL(coord->orphaned_users_calls, 3);
+  CAF_CHECK_EQUAL(w->spawned, strings{"O"});
+}
+
+CAF_TEST(a user the scheduler already serves is not leased twice when a sweep reports it) {
+  start(1);
+  w->jobs = {{"A", 2}};
+  wants("A");
+  run_checked();
+  CAF_REQUIRE_EQUAL(w->holding, std::deque<std::string>{"A"});
+  // The lease expired in Redis (e.g. the node stalled past its TTL) and the
+  // sweep comes before the tick that would notice: A looks orphaned.
+  for (int i = 0; i < 7; ++i) {
+    advance_time(1s);
+    run_checked();
+  }
+  coord->lose("A");
+  coord->orphans = {"A"};
+  advance_time(500ms); // 7.5 s: the sweep, no tick
+  run_checked();
+  CAF_CHECK_EQUAL(coord->orphaned_users_calls, 1);
+  CAF_CHECK_EQUAL(coord->acquire_lease_calls, 1);
+  CAF_CHECK_EQUAL(w->spawned, strings{"A"});
+  CAF_CHECK_EQUAL(w->alive, 1);
+  CAF_CHECK(coord->leases.empty());
+}
+
+CAF_TEST(there is no sweep while draining) {
+  start(1);
+  w->jobs = {{"A", 1}};
+  wants("A");
+  run_checked();
+  CAF_REQUIRE_EQUAL(w->holding, std::deque<std::string>{"A"});
+  auto sch = scheduler;
+  sys.spawn([=](caf::event_based_actor* s) {
+    s->request(sch, caf::infinite, drain_atom::value).then([](const drain_report&) {});
+  });
+  run_checked();
+  coord->orphans = {"O"};
+  next_sweep(); // within the 10 s grace: A still runs
+  CAF_CHECK_EQUAL(coord->orphaned_users_calls, 0);
+  CAF_CHECK_EQUAL(w->spawned, strings{"A"});
+  finish_oldest("done");
+  run_checked();
+  next_sweep();
+  CAF_CHECK_EQUAL(coord->orphaned_users_calls, 0);
+  CAF_CHECK_EQUAL(w->spawned, strings{"A"});
+  CAF_CHECK_EQUAL(coord->leases.count("O"), 0u);
+}
+
+CAF_TEST(a failing orphan sweep is logged and retried at the next sweep) {
+  start(1);
+  coord->orphans = {"O"};
+  coord->orphans_down = true;
+  w->jobs = {{"O", 1}};
+  next_sweep();
+  CAF_CHECK_EQUAL(coord->orphaned_users_calls, 1);
+  CAF_CHECK(w->spawned.empty());
+  CAF_CHECK_NOT_EQUAL(log_lines.str().find("orphan sweep failed"), std::string::npos);
+  coord->orphans_down = false;
+  next_sweep();
+  CAF_CHECK_EQUAL(coord->orphaned_users_calls, 2);
+  CAF_CHECK_EQUAL(w->spawned, strings{"O"});
+  CAF_CHECK_EQUAL(w->holding, std::deque<std::string>{"O"});
+}
+
+CAF_TEST(scheduler settings take the sweep interval from batch sweep-interval in seconds) {
+  settings s;
+  s.batch_sweep_interval = 3;
+  CAF_CHECK_EQUAL(scheduler_settings::from(s).sweep_interval.count(), 3000);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

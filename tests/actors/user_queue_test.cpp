@@ -1,5 +1,6 @@
 // The user_queue (actors/user_queue.hpp) on CAF's test coordinator with a mock
-// status (dequeue hands out prepared tickets, then an empty one), mock runners
+// status (recover answers a count or an error; dequeue hands out prepared
+// tickets, then an empty one), mock runners
 // that hold their answer until the test releases them, and a mock scheduler
 // that records `done` and `idle`.
 #define CAF_SUITE actors.user_queue
@@ -27,6 +28,10 @@ struct world {
   caf::error dequeue_error;
   /// (user, lease token) of every dequeue request, in order.
   std::vector<std::pair<std::string, std::string>> dequeues;
+  /// "recover <user> <token>" / "dequeue <user> <token>": the status requests in order.
+  strings asked;
+  /// When set, recover fails with it.
+  caf::error recover_error;
   /// Dequeues requested while a runner had not answered yet (must stay 0).
   int dequeues_while_running = 0;
   /// Runners spawned, and how many have not answered yet.
@@ -45,6 +50,7 @@ status_actor::behavior_type mock_status(status_actor::pointer, std::shared_ptr<w
     [=](dequeue_atom, const std::string& user,
         const std::string& token) -> caf::result<job_ticket> {
       w->dequeues.emplace_back(user, token);
+      w->asked.push_back("dequeue " + user + " " + token);
       if (w->running > 0)
         ++w->dequeues_while_running;
       if (w->dequeue_error)
@@ -58,6 +64,13 @@ status_actor::behavior_type mock_status(status_actor::pointer, std::shared_ptr<w
     [=](write_atom, const state_write&) { return true; },
     [=](requeue_atom, const state_write&) { return true; },
     [=](cancel_atom, const std::string&, const std::string&) { return pending_cancel{}; },
+    [=](recover_atom, const std::string& user,
+        const std::string& token) -> caf::result<int32_t> {
+      w->asked.push_back("recover " + user + " " + token);
+      if (w->recover_error)
+        return w->recover_error;
+      return int32_t{0};
+    },
   };
 }
 
@@ -154,6 +167,8 @@ CAF_TEST(a turn dequeues with the user and lease token and hands the job to a ru
   w->tickets = {ticket("j1")};
   self->send(uq, run_atom::value);
   expect((run_atom), from(self).to(uq));
+  expect((recover_atom, std::string, std::string), from(uq).to(status).with(_, "alice", "tok"));
+  expect((int32_t), from(status).to(uq).with(0));
   expect((dequeue_atom, std::string, std::string), from(uq).to(status).with(_, "alice", "tok"));
   expect((job_ticket), from(status).to(uq).with(ticket("j1")));
   CAF_REQUIRE_EQUAL(w->runners.size(), 1u);
@@ -224,6 +239,36 @@ CAF_TEST(a runner error ends the turn with done and an empty status) {
   grant();
   CAF_CHECK_EQUAL(w->ran, (strings{"j1", "j2"}));
   CAF_CHECK_EQUAL(w->running, 1);
+}
+
+CAF_TEST(the first turn recovers orphaned work before it dequeues and later turns do not) {
+  w->tickets = {ticket("j1")};
+  grant();
+  CAF_CHECK_EQUAL(w->asked, (strings{"recover alice tok", "dequeue alice tok"}));
+  release_runner(0);
+  grant();
+  grant();
+  CAF_CHECK_EQUAL(w->asked, (strings{"recover alice tok", "dequeue alice tok",
+                                     "dequeue alice tok", "dequeue alice tok"}));
+  CAF_CHECK_EQUAL(w->events, (strings{"done alice j1 done 2", "idle alice", "idle alice"}));
+}
+
+CAF_TEST(a recover error other than a lost lease is logged and the turn still dequeues) {
+  w->tickets = {ticket("j1")};
+  w->recover_error = make_error(ec::redis_unavailable, "connection refused");
+  grant();
+  CAF_CHECK_EQUAL(w->asked, (strings{"recover alice tok", "dequeue alice tok"}));
+  CAF_CHECK_EQUAL(w->ran, strings{"j1"});
+  CAF_CHECK(log_lines.str().find("recover failed") != std::string::npos);
+}
+
+CAF_TEST(a lease lost during recover ends the first turn with idle and dequeues nothing) {
+  w->tickets = {ticket("j1")};
+  w->recover_error = make_error(ec::lease_lost, "lease of user alice is not held");
+  grant();
+  CAF_CHECK_EQUAL(w->asked, strings{"recover alice tok"});
+  CAF_CHECK_EQUAL(w->events, strings{"idle alice"});
+  CAF_CHECK(w->runners.empty());
 }
 
 CAF_TEST(the production factory spawns a user_queue for the user and lease token given) {

@@ -3,6 +3,7 @@
 // capacity slots, database host) and ports::redis_queue_index, and a real
 // subscriber actor with its SUBSCRIBE thread receiving a PUBLISH. Waits are
 // bounded (a deadline), never a fixed sleep standing in for a condition.
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -187,6 +188,68 @@ TEST_F(RedisCoordination, ACoordinationCallCostsOneRoundTrip) {
   ASSERT_TRUE(port.database_host(user));
   ASSERT_TRUE(port.release_lease_if_idle(user, "token-a"));
   EXPECT_EQ(port.round_trips() - before, 5u);
+}
+
+// -- the crash sweep: orphaned work in progress (SPEC §7) -----------------------
+
+/// Two users with one job each in work in progress, as job_dequeue leaves them;
+/// their keys go at the end of the test.
+struct OrphanedUsers : RedisCoordination {
+  std::string orphan = test::unique_name("orphan");
+  std::string held = test::unique_name("held");
+
+  OrphanedUsers() {
+    for (const auto& u : {orphan, held}) {
+      EXPECT_TRUE(rc.command({"LPUSH", redis::keys::wip_user(u), "job-of-" + u}));
+      EXPECT_TRUE(rc.command({"SADD", std::string{redis::keys::wip_users}, u}));
+    }
+  }
+
+  ~OrphanedUsers() override {
+    for (const auto& u : {orphan, held}) {
+      rc.command({"DEL", redis::keys::wip_user(u), redis::keys::lock_user(u)});
+      rc.command({"SREM", std::string{redis::keys::wip_users}, u});
+    }
+  }
+
+  /// Whether the port's answer names `u` (other tests' users may be in it too).
+  bool reported(const std::string& u) {
+    auto r = port.orphaned_users();
+    EXPECT_TRUE(r) << message_of(r.error());
+    return r && std::find(r->begin(), r->end(), u) != r->end();
+  }
+};
+
+TEST_F(OrphanedUsers, AUserWithWorkInProgressAndNoLeaseIsOrphanedAndOneWithALeaseIsNot) {
+  ASSERT_TRUE(port.acquire_lease(held, "token-held", 5s));
+  EXPECT_TRUE(reported(orphan));
+  EXPECT_FALSE(reported(held));
+  // The sweeper takes the orphan's lease: it is no longer orphaned.
+  ASSERT_TRUE(port.acquire_lease(orphan, "token-sweeper", 5s));
+  EXPECT_FALSE(reported(orphan));
+  // The holder of `held` dies: its lease expires and it becomes orphaned.
+  ASSERT_TRUE(rc.command({"PEXPIRE", redis::keys::lock_user(held), "1"}));
+  auto deadline = std::chrono::steady_clock::now() + 2s;
+  bool became_orphan = false;
+  while (!became_orphan && std::chrono::steady_clock::now() < deadline) {
+    became_orphan = reported(held);
+    if (!became_orphan)
+      std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_TRUE(became_orphan);
+}
+
+TEST_F(OrphanedUsers, AUserInTheWipSetWithAnEmptyWipListIsNotOrphaned) {
+  ASSERT_TRUE(rc.command({"DEL", redis::keys::wip_user(orphan)}));
+  EXPECT_FALSE(reported(orphan));
+  EXPECT_TRUE(reported(held));
+}
+
+TEST_F(OrphanedUsers, TheSweepQueryCostsOneRoundTrip) {
+  ASSERT_TRUE(port.orphaned_users()); // connects, loads scripts
+  auto before = port.round_trips();
+  ASSERT_TRUE(port.orphaned_users());
+  EXPECT_EQ(port.round_trips() - before, 1u);
 }
 
 // -- the subscriber with its real SUBSCRIBE thread -------------------------------

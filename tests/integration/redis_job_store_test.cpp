@@ -1,9 +1,11 @@
 // ports::redis_job_store against a real Redis (DB 12, so that no other suite's
 // index sets are touched): the status actor's store claims, writes with a
 // compare-and-set and a TTL, requeues at the head of the queue and cancels a
-// pending job — one round trip each. The last test drives the real, detached
-// status actor over this store. Every test uses its own user and deletes
+// pending job — one round trip each — and lists and (fenced) prunes work in
+// progress. The last tests drive the real, detached status actor over this
+// store, including the recover of an orphaned running job (SPEC §7 "Crash"). Every test uses its own user and deletes
 // its keys.
+#include <algorithm>
 #include <chrono>
 
 #include <caf/actor_system.hpp>
@@ -296,4 +298,100 @@ TEST_F(redis_job_store_test, TheDetachedStatusActorOverTheRealStoreRunsAJobToDon
     .receive([&](pending_cancel& x) { pc = std::move(x); }, fail);
   EXPECT_EQ(pc, (pending_cancel{false, "done", "node-b"}));
   self->send_exit(st, caf::exit_reason::user_shutdown);
+}
+
+TEST_F(redis_job_store_test, WipJobsListsDequeuedJobsAndRemoveFromWipIsFencedAndKeepsTheHash) {
+  auto first = create();
+  auto second = create();
+  auto none = store.wip_jobs(user);
+  ASSERT_TRUE(none) << message_of(none.error());
+  EXPECT_TRUE(none->empty());
+  ASSERT_TRUE(store.dequeue(user, token, claim()));
+  ASSERT_TRUE(store.dequeue(user, token, claim()));
+  auto rt = store.round_trips();
+  auto wip = store.wip_jobs(user);
+  ASSERT_TRUE(wip) << message_of(wip.error());
+  EXPECT_EQ(store.round_trips() - rt, 1u);
+  EXPECT_EQ(*wip, (std::vector<std::string>{second.job_id, first.job_id}))
+    << "most recently dequeued first";
+
+  auto lost = store.remove_from_wip(first.job_id, user, "someone-else");
+  ASSERT_FALSE(lost);
+  EXPECT_TRUE(is(lost.error(), ec::lease_lost));
+  EXPECT_EQ(store.wip_jobs(user)->size(), 2u);
+
+  rt = store.round_trips();
+  auto r = store.remove_from_wip(first.job_id, user, token);
+  ASSERT_TRUE(r) << message_of(r.error());
+  EXPECT_EQ(store.round_trips() - rt, 1u);
+  EXPECT_EQ(*store.wip_jobs(user), std::vector<std::string>{second.job_id});
+  EXPECT_EQ(field(first.job_id, "status"), "running") << "the hash is not touched";
+  ASSERT_TRUE(store.remove_from_wip(second.job_id, user, token));
+  EXPECT_TRUE(store.wip_jobs(user)->empty());
+  auto users = redis::wip_users(rc);
+  ASSERT_TRUE(users);
+  EXPECT_EQ(std::count(users->begin(), users->end(), user), 0)
+    << "an empty work in progress leaves batch:wip:users";
+  // Removing an id that is not there is not an error.
+  EXPECT_TRUE(store.remove_from_wip(second.job_id, user, token));
+}
+
+TEST_F(redis_job_store_test, TheDetachedStatusActorRecoversAnOrphanedRunningJobAsFailed) {
+  // Node n1 dequeued the job and started its first step, then died; its lease
+  // expired and this node took the user's lease with a new token.
+  auto created = create();
+  field_pairs n1_claim{{"status", "running"}, {"node", "n1"}, {"updated_at", redis::iso8601_now()}};
+  auto t = store.dequeue(user, token, n1_claim);
+  ASSERT_TRUE(t && t->job_id == created.job_id);
+  auto j = decode(*t);
+  auto st_next = job::next_statement(j, 0);
+  ASSERT_TRUE(st_next);
+  ASSERT_TRUE(job::begin(j, *st_next, std::chrono::system_clock::now()));
+  ASSERT_TRUE(store.write(write_of(j, "running"), false, 600));
+  ASSERT_TRUE(redis::release_lease(rc, user, token));
+  auto new_token = redis::random_token();
+  auto l = redis::acquire_lease(rc, user, new_token, 30000ms);
+  ASSERT_TRUE(l && *l);
+
+  caf::actor_system_config cfg;
+  register_types(cfg);
+  caf::actor_system sys{cfg};
+  status_settings ss;
+  ss.node_id = "node-b";
+  ss.finished_jobs_ttl = 900;
+  auto st = spawn_status(sys, ss, std::make_shared<ports::redis_job_store>(where()));
+  caf::scoped_actor self{sys};
+  auto fail = [](caf::error& e) { ADD_FAILURE() << message_of(e); };
+
+  // The old token is fenced out.
+  self->request(st, 5s, recover_atom::value, user, token)
+    .receive([&](int32_t) { ADD_FAILURE() << "recover with a lost lease accepted"; },
+             [&](caf::error& e) { EXPECT_TRUE(is(e, ec::lease_lost)) << message_of(e); });
+  EXPECT_EQ(field(created.job_id, "status"), "running");
+
+  int32_t n = -1;
+  self->request(st, 5s, recover_atom::value, user, new_token)
+    .receive([&](int32_t x) { n = x; }, fail);
+  EXPECT_EQ(n, 1);
+  EXPECT_EQ(field(created.job_id, "status"), "failed");
+  EXPECT_EQ(field(created.job_id, "failed_reason"),
+            "job interrupted: node n1 was lost while running it");
+  EXPECT_GT(ttl(created.job_id), 800);
+  auto back = store.read(created.job_id);
+  ASSERT_TRUE(back);
+  auto d = job::decode(created.job_id, job::record(back->begin(), back->end()));
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->steps[0].status, job::status::failed);
+  EXPECT_EQ(d->steps[1].status, job::status::skipped);
+  auto wip = redis::wip_job_ids(rc, user);
+  ASSERT_TRUE(wip);
+  EXPECT_TRUE(wip->empty());
+
+  // Nothing left: a second recover finds nothing.
+  n = -1;
+  self->request(st, 5s, recover_atom::value, user, new_token)
+    .receive([&](int32_t x) { n = x; }, fail);
+  EXPECT_EQ(n, 0);
+  self->send_exit(st, caf::exit_reason::user_shutdown);
+  token = new_token; // the fixture's clean-up
 }

@@ -263,6 +263,7 @@ status_actor::behavior_type recording_status(status_actor::pointer,
     [=](write_atom, const state_write& w) { return record(w); },
     [=](requeue_atom, const state_write& w) { return record(w); },
     [](cancel_atom, const std::string&, const std::string&) { return pending_cancel{}; },
+    [](recover_atom, const std::string&, const std::string&) { return int32_t{0}; },
   };
 }
 

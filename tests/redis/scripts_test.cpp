@@ -22,7 +22,7 @@ TEST(RedisScripts, EveryOperationIsEmbeddedWithAHeaderNamingKeysAndArgv) {
     "capacity_acquire", "capacity_release",      "capacity_renew", "job_cancel_pending",
     "job_create",       "job_dequeue",           "job_requeue",    "job_write",
     "lease_acquire",    "lease_release",         "lease_release_if_idle",
-    "lease_renew",      "wip_remove"};
+    "lease_renew",      "wip_orphans",           "wip_remove"};
   std::vector<std::string> names;
   for (const script* s : scripts::all()) {
     names.emplace_back(s->name);

@@ -7,9 +7,11 @@
 #include <algorithm>
 #include <chrono>
 #include <iostream>
+#include <map>
 #include <sstream>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "src/job/record.hpp"
 #include "tests/serve/harness.hpp"
@@ -283,6 +285,35 @@ TEST_F(serve_test, AJobWrittenByBatchqItselfRunsToDone) {
   EXPECT_EQ(j.fallback_status, job::status::done);
 }
 
+TEST_F(serve_test, AtInfoLevelAWorkerLogsExactlyOneJobFinishedLinePerJob) {
+  auto node = start_node({"--log.format=json", "--log.level=info"});
+  auto user = st.create_user("logs");
+  auto ok = st.enqueue_batchq(user, R"({"query": "select 1"})");
+  auto bad = st.enqueue_batchq(user, R"({"query": ["select 1", "select * from nonexistent_table"]})");
+  ASSERT_TRUE(st.wait_status(ok, {"done", "failed"}, 10s));
+  ASSERT_TRUE(st.wait_status(bad, {"done", "failed"}, 10s));
+  ASSERT_EQ(node->stop(), std::optional<int>{0});
+  std::istringstream lines{node->log()};
+  std::map<std::string, int> info_lines, finished_lines;
+  for (std::string line; std::getline(lines, line);) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("job_id"))
+      continue;
+    auto id = j["job_id"].get<std::string>();
+    if (j["level"] == "info")
+      ++info_lines[id];
+    if (j["event"] == "job finished") {
+      ++finished_lines[id];
+      EXPECT_EQ(j["status"], id == ok ? "done" : "failed") << line;
+      EXPECT_EQ(j["user"], user) << line;
+    }
+  }
+  for (const auto& id : {ok, bad}) {
+    EXPECT_EQ(finished_lines[id], 1) << "job " << id;
+    EXPECT_EQ(info_lines[id], 1) << "job " << id << ": only `job finished` at info (SPEC §10)";
+  }
+}
+
 // -- order and parallelism -----------------------------------------------------------
 
 TEST_F(serve_test, ThreeJobsOfOneUserRunInOrderWithNoOverlap) {
@@ -492,6 +523,91 @@ TEST_F(serve_test, SigtermDuringARunningJobRequeuesItAtTheHeadAndAnotherNodeFini
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[0][0].as<std::string>(), "long") << "the requeued job ran before the later one";
   EXPECT_EQ(rows[1][0].as<std::string>(), "later");
+}
+
+// -- crash: a killed node's work in progress is recovered (SPEC §7) ----------------------
+
+/// Short leases and sweeps, so that a killed node's lease expires and another
+/// node's sweep finds its work in progress within about two seconds.
+const std::vector<std::string> crash_flags{"--batch.lease-ttl=1000", "--batch.sweep-interval=1"};
+
+/// Whether any backend other than ours still has a statement tagged
+/// `/* <job_id> */` (any state: a cancelled backend of a dead client exits).
+bool backend_present(sql& db, const std::string& job_id) {
+  auto r = db.exec("SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND "
+                   "query LIKE '/* " + job_id + " */%'");
+  return r[0][0].as<int>() > 0;
+}
+
+TEST_F(serve_test, AKilledNodesRunningJobFailsAsInterruptedOnAnotherNodeAndItsBackendIsCancelled) {
+  auto user = st.create_user("crash");
+  auto a = start_node(crash_flags);
+  auto id = st.enqueue_carto({user, "select pg_sleep(30)", {}});
+  ASSERT_TRUE(wait_until([&] { return db.statement_active(id); }, 10s))
+    << "the statement never started; status " << st.status(id);
+  a->process().signal(SIGKILL);
+  ASSERT_TRUE(a->process().wait_exit(10s));
+  auto t0 = clock::now();
+  EXPECT_EQ(st.status(id), "running");
+  EXPECT_TRUE(db.statement_active(id)) << "PostgreSQL keeps running the orphaned statement";
+
+  auto b = start_node(crash_flags);
+  ASSERT_TRUE(st.wait_status(id, {"done", "failed", "cancelled", "pending"}, 15s));
+  std::cout << "[ measured ] SIGKILL to `failed` (lease-ttl 1 s, sweep 1 s, node start "
+               "included): " << ms_since(t0) << " ms\n";
+  auto h = st.job_hash(id);
+  EXPECT_EQ(h["status"], "failed");
+  EXPECT_EQ(h["failed_reason"], "job interrupted: node " + a->id() + " was lost while running it");
+  EXPECT_GT(st.ttl(redis::keys::job(id)), 0) << "a final job expires";
+  auto wip = st.batch().command({"LLEN", redis::keys::wip_user(user)});
+  ASSERT_TRUE(wip);
+  EXPECT_EQ(wip->integer, 0) << "the job left work in progress";
+  EXPECT_TRUE(wait_until([&] { return !backend_present(db, id); }, 5s))
+    << "the orphaned pg_sleep backend is still there";
+  std::cout << "[ measured ] SIGKILL to the orphaned backend gone: " << ms_since(t0) << " ms\n";
+  // Nothing is left held for the user: the lease was released when its queue was empty.
+  EXPECT_TRUE(wait_until(
+    [&] {
+      auto l = st.batch().command({"EXISTS", redis::keys::lock_user(user)});
+      return l && l->integer == 0;
+    },
+    5s));
+}
+
+TEST_F(serve_test, WithOnNodeLossRequeueAKilledNodesJobResumesAtTheInterruptedStepAndEndsDone) {
+  auto user = st.create_user("crashrq");
+  auto t = db.log_table();
+  auto a = start_node(crash_flags);
+  auto id = st.enqueue_carto(
+    {user,
+     carto_multiple({"insert into " + t + " values ('step1', clock_timestamp(), null)",
+                     "select pg_sleep(2)"}),
+     {}});
+  ASSERT_TRUE(wait_until([&] { return db.statement_active(id); }, 10s))
+    << "step 2 never started; status " << st.status(id);
+  a->process().signal(SIGKILL);
+  ASSERT_TRUE(a->process().wait_exit(10s));
+  auto t0 = clock::now();
+  EXPECT_EQ(st.status(id), "running");
+
+  auto flags = crash_flags;
+  flags.push_back("--batch.on-node-loss=requeue");
+  auto b = start_node(flags);
+  ASSERT_TRUE(st.wait_status(id, {"done", "failed", "cancelled"}, 15s));
+  std::cout << "[ measured ] SIGKILL to `done` after requeue (includes the rerun of "
+               "pg_sleep(2)): " << ms_since(t0) << " ms\n";
+  auto h = st.job_hash(id);
+  EXPECT_EQ(h["status"], "done") << h["failed_reason"];
+  auto j = decoded(id);
+  ASSERT_EQ(j.steps.size(), 2u);
+  EXPECT_EQ(j.steps[0].status, job::status::done);
+  EXPECT_EQ(j.steps[1].status, job::status::done);
+  auto rows = db.exec("select count(*) from " + t);
+  EXPECT_EQ(rows[0][0].as<int>(), 1) << "the finished first step was not run again";
+  auto wip = st.batch().command({"LLEN", redis::keys::wip_user(user)});
+  ASSERT_TRUE(wip);
+  EXPECT_EQ(wip->integer, 0);
+  EXPECT_TRUE(st.queue(user).empty());
 }
 
 TEST_F(serve_test, AFinishedJobExpiresAfterFinishedJobsTtl) {
