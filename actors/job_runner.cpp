@@ -1,3 +1,4 @@
+#include "actors/spawn.hpp"
 #include "actors/job_runner.hpp"
 
 #include <charconv>
@@ -358,12 +359,9 @@ job_runner_actor spawn_job_runner(caf::actor_system& sys, const runner_settings&
                                   std::shared_ptr<ports::sql_connector> sql,
                                   std::shared_ptr<pg::cancel_registry> registry,
                                   bool detached) {
-  if (detached)
-    return sys.spawn<caf::detached>(job_runner_behavior, cfg, std::move(status),
-                                    std::move(canceller), std::move(env), std::move(sql),
-                                    std::move(registry));
-  return sys.spawn(job_runner_behavior, cfg, std::move(status), std::move(canceller),
-                   std::move(env), std::move(sql), std::move(registry));
+  return spawn_maybe_detached(sys, detached, job_runner_behavior, cfg, std::move(status),
+                              std::move(canceller), std::move(env), std::move(sql),
+                              std::move(registry));
 }
 
 } // namespace batchq

@@ -1,3 +1,4 @@
+#include "actors/spawn.hpp"
 #include "actors/scheduler.hpp"
 
 #include <algorithm>
@@ -467,11 +468,7 @@ scheduler_actor spawn_scheduler(caf::actor_system& sys, const scheduler_settings
     self->state.make_queue = make_queue;
     return scheduler(self);
   };
-  scheduler_impl h;
-  if (detached)
-    h = sys.spawn<caf::detached>(init);
-  else
-    h = sys.spawn(init);
+  scheduler_impl h = spawn_maybe_detached(sys, detached, init);
   return h;
 }
 

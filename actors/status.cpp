@@ -1,3 +1,4 @@
+#include "actors/spawn.hpp"
 #include "actors/status.hpp"
 
 #include <algorithm>
@@ -304,9 +305,7 @@ status_actor::behavior_type status_behavior(status_actor::stateful_pointer<statu
 
 status_actor spawn_status(caf::actor_system& sys, const status_settings& cfg,
                           std::shared_ptr<ports::job_store> store, bool detached) {
-  if (detached)
-    return sys.spawn<caf::detached>(status_behavior, std::move(store), cfg);
-  return sys.spawn(status_behavior, std::move(store), cfg);
+  return spawn_maybe_detached(sys, detached, status_behavior, std::move(store), cfg);
 }
 
 } // namespace batchq

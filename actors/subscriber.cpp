@@ -1,3 +1,4 @@
+#include "actors/spawn.hpp"
 #include "actors/subscriber.hpp"
 
 #include <algorithm>
@@ -204,11 +205,7 @@ subscriber_actor spawn_subscriber(caf::actor_system& sys, const subscriber_setti
                                                           self->address());
     return subscriber(self);
   };
-  subscriber_impl h;
-  if (detached)
-    h = sys.spawn<caf::detached>(init);
-  else
-    h = sys.spawn(init);
+  subscriber_impl h = spawn_maybe_detached(sys, detached, init);
   return h;
 }
 
