@@ -8,6 +8,7 @@
 #include "src/job/progress.hpp"
 #include "src/job/record.hpp"
 #include "src/log/log.hpp"
+#include "src/metrics/metrics.hpp"
 
 namespace batchq {
 
@@ -192,7 +193,19 @@ void run_statement(self_ptr self, const job::statement& stmt) {
                              {"kind", job::to_string(stmt.kind)},
                              {"timeout_ms", std::to_string(stmt.timeout_ms)},
                              {"sql", log::sql_excerpt(stmt.sql)}});
+    if (!st.start_observed) { // SPEC §8 metrics: creation to first statement
+      st.start_observed = true;
+      if (auto created = job::parse_iso8601(st.j.created_at))
+        metrics::global().enqueue_to_start.observe(
+          std::chrono::duration<double>(now() - *created).count());
+    }
+    auto& m = metrics::global();
+    m.running_statements.fetch_add(1, std::memory_order_relaxed);
+    auto started = std::chrono::steady_clock::now();
     auto res = sess->execute(job_id_of(self), stmt.sql, stmt.timeout_ms, st.token.get());
+    m.running_statements.fetch_sub(1, std::memory_order_relaxed);
+    m.statement_duration.observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     if (!res) {
       ++st.statements_run;
       auto msg = message_of(res.error());

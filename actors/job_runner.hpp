@@ -105,6 +105,8 @@ struct job_runner_state {
   /// The sticky connect/credential failure, once there was one.
   std::optional<std::string> connect_error;
   int32_t statements_run = 0;
+  /// batchq_enqueue_to_start_seconds was recorded for this job (once per runner).
+  bool start_observed = false;
   std::chrono::steady_clock::time_point started_at;
   caf::typed_response_promise<job_summary> promise;
 

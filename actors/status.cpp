@@ -11,6 +11,7 @@
 #include "src/job/record.hpp"
 #include "src/job/status.hpp"
 #include "src/log/log.hpp"
+#include "src/metrics/metrics.hpp"
 
 namespace batchq {
 
@@ -87,6 +88,7 @@ void log_finished(const std::string& job_id, const std::string& user, const std:
       fs.emplace_back("steps", step_statuses(*j));
   }
   log::info("job finished", fs);
+  metrics::job_finished(status);
 }
 
 /// Errors that end a recover: the lease is gone, or Redis is.

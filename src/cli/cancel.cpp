@@ -2,6 +2,9 @@
 // a small actor system (cluster::cancel_front) does what a node's canceller
 // does. Prints the resulting status, or why it cannot be cancelled.
 #include <iostream>
+#include <memory>
+
+#include <CLI/CLI.hpp>
 
 #include <unistd.h>
 
@@ -11,7 +14,7 @@
 #include "cluster/node.hpp"
 #include "messages/error.hpp"
 #include "messages/type_ids.hpp"
-#include "src/cli/cli.hpp"
+#include "src/cli/command.hpp"
 #include "src/cli/options.hpp"
 #include "src/cli/signals.hpp"
 #include "src/log/log.hpp"
@@ -20,16 +23,31 @@
 
 namespace batchq::cli {
 
+namespace {
+
+struct cancel_options {
+  std::string job_id;
+  std::string config_file;
+  std::vector<std::string> flags;
+};
+
+std::string cancel_footer() {
+  return "\nCancels job JOB_ID wherever it is: a pending job becomes `cancelled` in Redis;\n"
+         "a running job's statement is stopped on the node that runs it (over the\n"
+         "cluster link, else with pg_cancel_backend). Prints the resulting status\n"
+         "(`cancelled`) or why it cannot be cancelled (`Cannot set status from done to\n"
+         "cancelled`, `Job with id X not found`). Exit status 0 when cancelled, else 1.\n"
+         "\nThe Redis keys (and any other key) may be given as flags, as for `serve`:\n"
+         "  --config-file=PATH  --redis.host=HOST  --redis.port=PORT  --redis.db=N\n";
+}
+
 int cancel(const cancel_options& opts) {
   config cfg;
-  register_types(cfg);
-  cfg.load<caf::io::middleman>();
-  auto s = load_config(cfg, opts.config_file, opts.flags);
+  auto s = load_node_config(cfg, opts.config_file, opts.flags);
   if (!s) {
     std::cerr << "batchq cancel: " << message_of(s.error()) << "\n";
     return 2;
   }
-  cfg.set("middleman.app-identifiers", std::vector<std::string>{protocol_id});
   // Quiet by default: stdout carries the answer, stderr only problems.
   auto lvl = log::parse_level(s->log_level);
   if (lvl < log::level::warning)
@@ -66,6 +84,21 @@ int cancel(const cancel_options& opts) {
     }
   }
   return code;
+}
+
+} // namespace
+
+command add_cancel(CLI::App& program) {
+  auto opts = std::make_shared<cancel_options>();
+  auto* app = program.add_subcommand("cancel", "cancel a job by id (pending or running)");
+  app->add_option("job_id", opts->job_id, "the job's id")->required();
+  app->add_option("--config-file", opts->config_file, "INI file (CAF format), for the Redis keys");
+  app->allow_extras();
+  app->footer(cancel_footer());
+  return command{app, [opts, app] {
+                   opts->flags = app->remaining();
+                   return cancel(*opts);
+                 }};
 }
 
 } // namespace batchq::cli

@@ -3,7 +3,10 @@
 #include <fstream>
 #include <sstream>
 
+#include <caf/io/middleman.hpp>
+
 #include "messages/error.hpp"
+#include "messages/type_ids.hpp"
 
 namespace batchq::cli {
 
@@ -57,6 +60,16 @@ caf::expected<settings> load_config(config& cfg, const std::string& config_file,
                                               "key, see --help");
   }
   return cfg.validate();
+}
+
+caf::expected<settings> load_node_config(config& cfg, const std::string& config_file,
+                                         const std::vector<std::string>& flags) {
+  register_types(cfg);
+  cfg.load<caf::io::middleman>();
+  auto s = load_config(cfg, config_file, flags);
+  if (s)
+    cfg.set("middleman.app-identifiers", std::vector<std::string>{protocol_id});
+  return s;
 }
 
 std::string config_keys_help() {

@@ -23,6 +23,12 @@ namespace batchq::cli {
 caf::expected<settings> load_config(config& cfg, const std::string& config_file,
                                     const std::vector<std::string>& flags);
 
+/// What every command that starts an actor system does first: registers
+/// batchq's message types, loads the io middleman, load_config(), and sets
+/// the cluster protocol identifier (`middleman.app-identifiers`).
+caf::expected<settings> load_node_config(config& cfg, const std::string& config_file,
+                                         const std::vector<std::string>& flags);
+
 /// The help text listing batchq's configuration keys as flags, one per line
 /// with its description, for `batchq serve --help` and `batchq cancel --help`.
 std::string config_keys_help();

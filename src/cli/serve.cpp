@@ -1,15 +1,17 @@
 // `batchq serve`: configuration, actor system, node, signal loop, drain.
+#include "src/cli/serve.hpp"
+
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 
+#include <CLI/CLI.hpp>
 #include <caf/actor_system.hpp>
-#include <caf/io/middleman.hpp>
 
 #include "cluster/node.hpp"
 #include "messages/error.hpp"
-#include "messages/type_ids.hpp"
-#include "src/cli/cli.hpp"
+#include "src/cli/command.hpp"
 #include "src/cli/options.hpp"
 #include "src/cli/signals.hpp"
 #include "src/log/log.hpp"
@@ -23,39 +25,77 @@ std::string render(caf::actor_system& sys, const caf::error& err) {
   return m.empty() ? sys.render(err) : m;
 }
 
-} // namespace
+struct serve_options {
+  bool worker_only = false;
+  bool api_only = false;
+  std::string config_file;
+};
 
-int serve(const serve_options& opts) {
+std::string serve_footer() {
+  return "\nA node runs the jobs users queue in Redis: each user's jobs one at a time, in\n"
+         "order, different users in parallel. Until the HTTP API exists, plain `serve`\n"
+         "runs the worker part only (the same as --worker-only); --api-only is refused.\n"
+         "SIGTERM/SIGINT drains the node: running jobs get batch.shutdown-grace seconds,\n"
+         "then go back to pending at the head of their queue; exit status 0.\n"
+         "\nConfiguration (precedence: default < --config-file < flag); every key is in\n"
+         "cluster/batchq.example.ini. Flags take the form --section.key=VALUE:\n"
+         + config_keys_help();
+}
+
+int serve(const serve_options& opts, const std::vector<std::string>& flags) {
+  if (opts.api_only && opts.worker_only) {
+    std::cerr << "batchq serve: --api-only and --worker-only exclude each other\n";
+    return 2;
+  }
+  if (opts.api_only) {
+    std::cerr << "batchq serve: --api-only is not available yet (the HTTP API is not built)\n";
+    return 2;
+  }
   config cfg;
-  register_types(cfg);
-  cfg.load<caf::io::middleman>();
-  auto s = load_config(cfg, opts.config_file, opts.flags);
+  auto s = load_node_config(cfg, opts.config_file, flags);
   if (!s) {
     std::cerr << "batchq serve: " << message_of(s.error()) << "\n";
     return 2;
   }
-  cfg.set("middleman.app-identifiers", std::vector<std::string>{protocol_id});
   log::configure(s->log_format == "json", log::parse_level(s->log_level), s->cluster_node_id);
+  auto mode = opts.worker_only ? node_mode::worker_only : node_mode::full;
+  return run_node("batchq serve", cfg, *s, mode);
+}
 
+} // namespace
+
+const char* to_string(node_mode m) {
+  switch (m) {
+    case node_mode::full: return "full";
+    case node_mode::worker_only: return "worker-only";
+    case node_mode::api_only: return "api-only";
+  }
+  return "?";
+}
+
+int run_node(const char* command, config& cfg, const settings& s, node_mode mode,
+             const std::function<void(const node_endpoints&)>& on_started) {
   signal_watcher signals;
   if (!signals.install()) {
-    std::cerr << "batchq serve: cannot install signal handlers\n";
+    std::cerr << command << ": cannot install signal handlers\n";
     return 1;
   }
 
   caf::actor_system sys{cfg};
-  cluster::node n{sys, *s};
+  cluster::node n{sys, s};
   if (auto err = n.start()) {
     log::error("node start failed", {{"error", render(sys, err)}});
     n.stop();
     return 1;
   }
   log::info("node started",
-            {{"redis", s->redis_host + ":" + std::to_string(s->redis_port) + "/"
-                         + std::to_string(s->redis_db)},
+            {{"redis", s.redis_host + ":" + std::to_string(s.redis_port) + "/"
+                         + std::to_string(s.redis_db)},
              {"cluster_port", std::to_string(n.cluster_port())},
-             {"mode", opts.worker_only ? "worker-only" : "worker (no HTTP API yet)"},
+             {"mode", to_string(mode)},
              {"version", cluster::version()}});
+  if (on_started)
+    on_started(node_endpoints{0, n.cluster_port()});
 
   int sig = 0;
   for (;;) {
@@ -68,12 +108,12 @@ int serve(const serve_options& opts) {
   }
 
   log::info("shutdown requested", {{"signal", std::string{sig == SIGINT ? "SIGINT" : "SIGTERM"}},
-                              {"shutdown_grace_s", std::to_string(s->batch_shutdown_grace)}});
+                                   {"shutdown_grace_s", std::to_string(s.batch_shutdown_grace)}});
   int rc = 0;
   auto report = n.drain();
   if (report) {
     log::info("node drained", {{"finished", std::to_string(report->finished)},
-                                 {"requeued", std::to_string(report->requeued)}});
+                               {"requeued", std::to_string(report->requeued)}});
   } else {
     log::error("drain failed", {{"error", render(sys, report.error())}});
     rc = 1;
@@ -88,6 +128,18 @@ int serve(const serve_options& opts) {
     std::_Exit(rc);
   }
   return rc;
+}
+
+command add_serve(CLI::App& program) {
+  auto opts = std::make_shared<serve_options>();
+  auto* app = program.add_subcommand("serve", "run a node (worker; the HTTP API is not built yet)");
+  app->add_flag("--worker-only", opts->worker_only, "run the worker part only (the default for now)");
+  app->add_flag("--api-only", opts->api_only, "run the HTTP API only (not available yet)");
+  app->add_option("--config-file", opts->config_file,
+                  "INI file (CAF format) with any of the keys below");
+  app->allow_extras();
+  app->footer(serve_footer());
+  return command{app, [opts, app] { return serve(*opts, app->remaining()); }};
 }
 
 } // namespace batchq::cli

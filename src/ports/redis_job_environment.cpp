@@ -32,14 +32,7 @@ role_and_password(const redis::reply& r) {
 } // namespace
 
 std::string escape_glob(const std::string& text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\')
-      out += '\\';
-    out += c;
-  }
-  return out;
+  return redis::keys::escape_glob(text);
 }
 
 redis_job_environment::redis_job_environment(redis::endpoint metadata,

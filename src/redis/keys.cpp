@@ -36,4 +36,15 @@ std::optional<std::string> user_of_queue(std::string_view key) {
   return std::string{key.substr(queue_prefix.size())};
 }
 
+std::string escape_glob(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\')
+      out += '\\';
+    out += c;
+  }
+  return out;
+}
+
 } // namespace batchq::redis::keys

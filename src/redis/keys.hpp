@@ -42,6 +42,10 @@ std::string api_key(std::string_view user, std::string_view token);
 /// Hash `limits:batch:{user}`.
 std::string limits_batch(std::string_view user);
 
+/// `text` with Redis glob metacharacters (`*`, `?`, `[`, `]`, `\`) escaped, for
+/// a SCAN MATCH pattern that must match it literally.
+std::string escape_glob(std::string_view text);
+
 /// The user of a `batch:queue:{user}` key, or nullopt for another key.
 std::optional<std::string> user_of_queue(std::string_view key);
 

@@ -1,0 +1,87 @@
+#include "src/metrics/metrics.hpp"
+
+#include <cmath>
+#include <sstream>
+
+namespace batchq::metrics {
+
+void histogram::observe(double seconds) noexcept {
+  if (!(seconds >= 0)) // negative or NaN (clock skew): count as 0
+    seconds = 0;
+  for (size_t i = 0; i < bounds.size(); ++i)
+    if (seconds <= bounds[i]) {
+      buckets_[i].fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
+  count_.fetch_add(1, std::memory_order_relaxed);
+  sum_us_.fetch_add(static_cast<uint64_t>(std::llround(seconds * 1e6)),
+                    std::memory_order_relaxed);
+}
+
+double histogram::sum() const noexcept {
+  return static_cast<double>(sum_us_.load(std::memory_order_relaxed)) / 1e6;
+}
+
+uint64_t histogram::cumulative(size_t i) const noexcept {
+  uint64_t total = 0;
+  for (size_t j = 0; j <= i && j < bounds.size(); ++j)
+    total += buckets_[j].load(std::memory_order_relaxed);
+  return total;
+}
+
+registry& global() {
+  static registry r;
+  return r;
+}
+
+void job_finished(std::string_view status) {
+  for (size_t i = 0; i < final_statuses.size(); ++i)
+    if (final_statuses[i] == status)
+      global().jobs_finished[i].fetch_add(1, std::memory_order_relaxed);
+}
+
+namespace {
+
+void header(std::ostream& out, const std::string& name, const char* type, const char* help) {
+  out << "# HELP " << name << ' ' << help << '\n' << "# TYPE " << name << ' ' << type << '\n';
+}
+
+void write_histogram(std::ostream& out, const std::string& name, const char* help,
+                     const histogram& h) {
+  header(out, name, "histogram", help);
+  for (size_t i = 0; i < histogram::bounds.size(); ++i)
+    out << name << "_bucket{le=\"" << histogram::bounds[i] << "\"} " << h.cumulative(i) << '\n';
+  out << name << "_bucket{le=\"+Inf\"} " << h.count() << '\n';
+  out << name << "_sum " << h.sum() << '\n';
+  out << name << "_count " << h.count() << '\n';
+}
+
+} // namespace
+
+std::string render(const registry& r, const std::vector<sample>& extra) {
+  std::ostringstream out;
+  out.precision(15);
+  header(out, "batchq_jobs_created_total", "counter", "Jobs created through this node's API.");
+  out << "batchq_jobs_created_total " << r.jobs_created.load() << '\n';
+  header(out, "batchq_jobs_finished_total", "counter",
+         "Jobs that reached a final status on this node, by status.");
+  for (size_t i = 0; i < final_statuses.size(); ++i)
+    out << "batchq_jobs_finished_total{status=\"" << final_statuses[i] << "\"} "
+        << r.jobs_finished[i].load() << '\n';
+  header(out, "batchq_running_statements", "gauge",
+         "Statements running in PostgreSQL for this node now.");
+  out << "batchq_running_statements " << r.running_statements.load() << '\n';
+  write_histogram(out, "batchq_statement_duration_seconds",
+                  "Duration of each statement (steps and fallbacks) run by this node.",
+                  r.statement_duration);
+  write_histogram(out, "batchq_enqueue_to_start_seconds",
+                  "Time from a job's creation to its first statement on this node.",
+                  r.enqueue_to_start);
+  for (const auto& s : extra) {
+    header(out, s.name, s.type.c_str(), s.help.c_str());
+    out << s.name << ' ' << s.value << '\n';
+  }
+  return out.str();
+}
+
+} // namespace batchq::metrics
