@@ -7,6 +7,7 @@
 #include <chrono>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -583,6 +584,31 @@ TEST_F(http_test, ARepeatedIdempotencyKeyAnswers200WithTheOriginalJobAndCreatesN
   bad.emplace("Idempotency-Key", "has space");
   auto refused = post(*node, user, R"({"query":"select 1"})", "application/json", bad);
   EXPECT_EQ(refused.status, 400) << refused;
+  EXPECT_EQ(refused.error(), "Idempotency-Key must be 1 to 255 visible ASCII characters");
+
+  // Within 24 h the key still names the job after the job itself expired.
+  auto id = first.doc["job_id"].get<std::string>();
+  acc.batch().command({"DEL", redis::keys::job(id)});
+  auto gone = post(*node, user, R"({"query":"select 1"})", "application/json", h);
+  EXPECT_EQ(gone.status, 409) << gone;
+  EXPECT_EQ(gone.error(), "Idempotency-Key 'order-42' was used for job " + id
+                            + ", which no longer exists");
+}
+
+TEST_F(http_test, AStoppingNodeAnswersAWaitingRequestAtOnceAndExitsCleanly) {
+  auto node = start("--api-only");
+  auto user = acc.create_user();
+  auto id = create(*node, user, R"({"query":"select 1"})");
+  answer waited;
+  auto t0 = clock::now();
+  std::thread waiter{[&] { waited = get(*node, user, id, "?wait=60"); }};
+  // The request is in its wait once it has polled a few times; then stop.
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(node->stop(), 0) << node->log();
+  waiter.join();
+  EXPECT_LT(ms_since(t0), 10000) << "the wait held the shutdown";
+  EXPECT_EQ(waited.status, 200) << waited;
+  EXPECT_EQ(waited.doc["status"], "pending") << waited;
 }
 
 TEST_F(http_test, ListPagesTheCallersJobsNewestFirstAndFiltersByStatus) {
