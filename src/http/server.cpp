@@ -187,7 +187,6 @@ struct server::impl {
   }
 
   void install() {
-    using namespace std::placeholders;
     svr.new_task_queue = [n = which == routes::all ? api_threads : probe_threads] {
       return new httplib::ThreadPool(n);
     };
