@@ -331,7 +331,7 @@ int dev(const dev_options& opts, const std::vector<std::string>& flags) {
   facts.key = *key;
   facts.redis = redis_host + ":" + std::to_string(redis_port) + ", DB "
                 + std::to_string(s->redis_db)
-                + (external_redis ? " (yours: --redis.*)" : " (embedded)");
+                + (external_redis ? " (yours, not embedded)" : " (embedded)");
   facts.pg_port = pg.port();
   facts.pg_socket_dir = pg.socket_dir();
   facts.account = account;

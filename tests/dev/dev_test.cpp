@@ -25,6 +25,10 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "src/redis/client.hpp"
+#include "src/redis/keys.hpp"
+#include "tests/support/test_env.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -372,6 +376,33 @@ TEST(batchq_dev, KeepLeavesTheDirectoryWithTheServerLogsButStopsTheServers) {
   EXPECT_TRUE(processes_working_in(dir).empty());
   std::error_code ec;
   fs::remove_all(dir, ec);
+}
+
+TEST(batchq_dev, AGivenRedisIsUsedInsteadOfAnEmbeddedOneAndTheDemoUserLeavesItOnExit) {
+  // The Redis of scripts/test; batch keys in DB 10 (no other suite uses it).
+  auto redis_port = batchq::test::redis_port();
+  ASSERT_GT(redis_port, 0);
+  batchq::redis::client meta{
+    batchq::redis::endpoint{"127.0.0.1", static_cast<uint16_t>(redis_port), 5}};
+  dev_process dev{{"--http.port=" + std::to_string(free_port()),
+                   "--redis.port=" + std::to_string(redis_port), "--redis.db=10"}};
+  ASSERT_TRUE(dev.wait_banner()) << "no banner";
+  EXPECT_EQ(dev.err().find("redis started"), std::string::npos) << "a Redis was embedded anyway";
+  EXPECT_NE(dev.out().find("127.0.0.1:" + std::to_string(redis_port) + ", DB 10"),
+            std::string::npos)
+    << dev.out();
+  std::smatch m;
+  auto err = dev.err();
+  ASSERT_TRUE(std::regex_search(err, m, std::regex{R"(postgres started .*port=(\d+))"})) << err;
+  auto user = meta.command({"HGET", batchq::redis::keys::rails_user("demo"), "database_port"});
+  ASSERT_TRUE(user);
+  EXPECT_EQ(user->str, m[1].str()) << "rails:users:demo does not point at the embedded cluster";
+
+  dev.signal(SIGINT);
+  ASSERT_EQ(dev.wait_exit(30s), 0);
+  auto gone = meta.command({"EXISTS", batchq::redis::keys::rails_user("demo")});
+  ASSERT_TRUE(gone);
+  EXPECT_EQ(gone->integer, 0) << "the demo user was left in a Redis that is not batchq dev's";
 }
 
 TEST(batchq_dev, AMissingRedisServerExitsOneWithTheAptGetLine) {
