@@ -28,5 +28,7 @@ struct command {
 command add_serve(CLI::App& program);
 /// `batchq cancel` (cancel.cpp).
 command add_cancel(CLI::App& program);
+/// `batchq dev` (dev.cpp).
+command add_dev(CLI::App& program);
 
 } // namespace batchq::cli
