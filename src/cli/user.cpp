@@ -94,7 +94,10 @@ std::optional<redis::client> metadata_client(const char* command, const redis_lo
 }
 
 int redis_failed(const char* command, const std::string& location, const caf::error& err) {
-  say(command, "Redis at " + location + " (DB 5): " + message_of(err));
+  // An unavailable Redis' message already names its address.
+  say(command, is(err, ec::redis_unavailable)
+                 ? message_of(err)
+                 : "Redis at " + location + " (DB 5): " + message_of(err));
   return 1;
 }
 
