@@ -70,7 +70,7 @@ int cancel_http(const cancel_options& opts) {
     return 1;
   auto status = to_view(r->body).status;
   if (opts.client.json)
-    print_json(r->body);
+    print_json(r->raw);
   else
     std::cout << opts.job_id << " " << (status.empty() ? "?" : status) << "\n";
   return status == "cancelled" ? 0 : 1;

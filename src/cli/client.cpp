@@ -95,7 +95,8 @@ struct api_client::impl {
       auto msg = body.is_discarded() ? std::string{} : error_message(body);
       if (msg.empty()) {
         auto text = one_line(res->body, 100);
-        msg = "the server answered HTTP " + status + (text.empty() ? "" : ": " + text);
+        msg = opts.url + " answered HTTP " + status + (text.empty() ? "" : ": " + text)
+              + (res->status == 404 ? " (is --url a batchq API?)" : "");
       } else {
         msg += " (HTTP " + status + ")";
       }
@@ -107,7 +108,7 @@ struct api_client::impl {
            + " with a body that is not JSON (is --url a batchq API?)");
       return std::nullopt;
     }
-    return api_reply{res->status, std::move(body)};
+    return api_reply{res->status, std::move(body), res->body};
   }
 
   void fail(const std::string& message) const {
@@ -179,8 +180,8 @@ std::string api_client::wip_path() const {
   return impl_->user_base() + "/api/v1/jobs-wip";
 }
 
-std::optional<json> api_client::follow_job(const std::string& id, double wait_s,
-                                           const std::function<void(const json&)>& on_update) {
+std::optional<api_reply> api_client::follow_job(
+  const std::string& id, double wait_s, const std::function<void(const api_reply&)>& on_update) {
   char wait_text[32];
   std::snprintf(wait_text, sizeof wait_text, "%g", wait_s);
   bool first = true;
@@ -194,9 +195,9 @@ std::optional<json> api_client::follow_job(const std::string& id, double wait_s,
       fail("the server's answer for job " + id + " has no status");
       return std::nullopt;
     }
-    on_update(r->body);
+    on_update(*r);
     if (is_final_status(st->get<std::string>()))
-      return r->body;
+      return r;
     if (!first) {
       // A server that ignores `wait` answers at once: never poll in a loop.
       auto took = std::chrono::steady_clock::now() - t0;
@@ -216,8 +217,14 @@ const client_options& api_client::options() const {
   return impl_->opts;
 }
 
-void print_json(const json& body) {
-  std::cout << body.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+void print_json(const nlohmann::ordered_json& doc) {
+  std::cout << doc.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+}
+
+void print_json(const std::string& raw) {
+  // Parsed once more, as ordered_json, only to indent it: the keys keep the
+  // server's order. (finish() already checked that it parses.)
+  print_json(nlohmann::ordered_json::parse(raw, nullptr, false));
 }
 
 int exit_code_of(const json& job) {

@@ -48,10 +48,12 @@ struct client_options {
 /// `opts` (which must outlive the parse).
 void add_client_options(CLI::App& app, client_options& opts);
 
-/// A 2xx answer: its status and its JSON body.
+/// A 2xx answer: its status, its JSON body, and the body's text as received
+/// (what --json prints, keeping the server's key order).
 struct api_reply {
   int status = 0;
   nlohmann::json body;
+  std::string raw;
 };
 
 using name_values = std::vector<std::pair<std::string, std::string>>;
@@ -86,11 +88,11 @@ public:
   /// Follows job `id` until its status is final: a first GET, then long polls
   /// (`?wait=<wait_s>`; the server answers when the job is final or the wait
   /// ran out). Calls `on_update` with every job received, the final one
-  /// included. Returns the final job, or nullopt after a failed request
+  /// included. Returns the final answer, or nullopt after a failed request
   /// (printed). Never spins: a non-final answer that came back early is
   /// followed by a pause for the rest of `wait_s`.
-  std::optional<nlohmann::json> follow_job(const std::string& id, double wait_s,
-                                           const std::function<void(const nlohmann::json&)>& on_update);
+  std::optional<api_reply> follow_job(const std::string& id, double wait_s,
+                                      const std::function<void(const api_reply&)>& on_update);
 
   /// Prints `batchq <command>: <message>` on stderr.
   void fail(const std::string& message) const;
@@ -103,8 +105,11 @@ private:
   std::unique_ptr<impl> impl_;
 };
 
-/// The server's JSON on stdout (2-space indent, one document, newline).
-void print_json(const nlohmann::json& body);
+/// The server's JSON text on stdout, pretty (2-space indent, the server's
+/// key order, one document, newline).
+void print_json(const std::string& raw);
+/// A JSON document built here on stdout, the same way.
+void print_json(const nlohmann::ordered_json& doc);
 
 /// The exit code of a command that waited for a job: 0 when `done`, 1 for any
 /// other final status (failed, cancelled, unknown).

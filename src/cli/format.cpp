@@ -127,6 +127,10 @@ step_rows layout(const job_view& job, std::optional<int64_t> now_ms) {
     r.times.push_back(duration_or_empty(t));
     r.time_w = std::max(r.time_w, r.times.back().size());
   }
+  // Most durations are 4-5 wide (`1.0s`, `850ms`, `4m05s`): a steady column
+  // keeps the SQL from jumping while watch redraws.
+  if (r.time_w > 0)
+    r.time_w = std::max<size_t>(r.time_w, 5);
   return r;
 }
 

@@ -34,7 +34,7 @@ int get(const get_options& opts) {
   if (!r)
     return 1;
   if (opts.client.json)
-    print_json(r->body);
+    print_json(r->raw);
   else
     std::cout << render_job(to_view(r->body), now_ms());
   return 0;

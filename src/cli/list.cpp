@@ -16,6 +16,7 @@ namespace batchq::cli {
 namespace {
 
 using nlohmann::json;
+using nlohmann::ordered_json;
 
 struct list_options {
   client_options client;
@@ -50,7 +51,8 @@ int list(const list_options& opts) {
   std::string status;
   for (const auto& s : opts.statuses)
     status += (status.empty() ? "" : ",") + s;
-  json jobs = json::array();
+  json jobs = json::array();          // for the table
+  ordered_json raw_jobs = ordered_json::array(); // for --json, in the server's key order
   std::string cursor = opts.cursor;
   std::set<std::string> seen; // a cursor coming back would loop forever
   for (;;) {
@@ -71,7 +73,7 @@ int list(const list_options& opts) {
     }
     if (!opts.all) {
       if (opts.client.json) {
-        print_json(page->body);
+        print_json(page->raw);
         return 0;
       }
       std::cout << render_job_table(*list);
@@ -84,6 +86,11 @@ int list(const list_options& opts) {
     }
     for (auto& j : *list)
       jobs.push_back(std::move(j));
+    if (opts.client.json) {
+      auto ordered = ordered_json::parse(page->raw, nullptr, false);
+      for (auto& j : ordered["jobs"])
+        raw_jobs.push_back(std::move(j));
+    }
     cursor = next_of(page->body);
     if (cursor.empty())
       break;
@@ -93,7 +100,7 @@ int list(const list_options& opts) {
     }
   }
   if (opts.client.json)
-    print_json(json{{"jobs", std::move(jobs)}, {"next", nullptr}});
+    print_json(ordered_json{{"jobs", std::move(raw_jobs)}, {"next", nullptr}});
   else
     std::cout << render_job_table(jobs);
   return 0;

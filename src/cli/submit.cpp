@@ -99,7 +99,7 @@ int submit(const submit_options& opts) {
   }
   if (!opts.wait) {
     if (opts.client.json) {
-      print_json(created->body);
+      print_json(created->raw);
     } else {
       std::cout << view.job_id << " " << view.status
                 << (created->status == 200 ? " (created earlier with this Idempotency-Key)" : "")
@@ -109,14 +109,14 @@ int submit(const submit_options& opts) {
   }
   if (!opts.client.json)
     std::cout << view.job_id << " " << view.status << std::endl;
-  auto final_job = api->follow_job(view.job_id, 30, [](const nlohmann::json&) {});
+  auto final_job = api->follow_job(view.job_id, 30, [](const api_reply&) {});
   if (!final_job)
     return 1;
   if (opts.client.json)
-    print_json(*final_job);
+    print_json(final_job->raw);
   else
-    std::cout << render_job(to_view(*final_job), now_ms());
-  return exit_code_of(*final_job);
+    std::cout << render_job(to_view(final_job->body), now_ms());
+  return exit_code_of(final_job->body);
 }
 
 } // namespace

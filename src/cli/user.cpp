@@ -20,7 +20,7 @@ namespace batchq::cli {
 
 namespace {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 
 /// What every `user` subcommand takes to find Redis.
 struct redis_location {

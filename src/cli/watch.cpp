@@ -43,9 +43,11 @@ int watch(const watch_options& opts) {
   const bool tty = !opts.client.json && ::isatty(STDOUT_FILENO) == 1;
   size_t shown_lines = 0;
   std::string last;
-  auto show = [&](const json& job) {
+  auto show = [&](const api_reply& reply) {
+    const auto& job = reply.body;
     if (opts.client.json) {
-      auto text = job.dump(-1, ' ', false, json::error_handler_t::replace);
+      auto text = nlohmann::ordered_json::parse(reply.raw, nullptr, false)
+                    .dump(-1, ' ', false, json::error_handler_t::replace);
       if (text != last)
         std::cout << text << std::endl;
       last = std::move(text);
@@ -66,7 +68,7 @@ int watch(const watch_options& opts) {
   auto final_job = api->follow_job(opts.job_id, opts.interval_s, show);
   if (!final_job)
     return 1;
-  return exit_code_of(*final_job);
+  return exit_code_of(final_job->body);
 }
 
 } // namespace

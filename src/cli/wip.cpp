@@ -26,7 +26,7 @@ int wip(const client_options& opts) {
   if (!r)
     return 1;
   if (opts.json) {
-    print_json(r->body);
+    print_json(r->raw);
     return 0;
   }
   auto ids = r->body.is_object() ? r->body.find(opts.user) : r->body.end();

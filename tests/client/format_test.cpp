@@ -175,7 +175,7 @@ TEST(ClientFormat, GetOfAFailedSimpleJobShowsTheReasonOnce) {
                   "elapsed     1.2s\n"
                   "error       division by zero\n"
                   "step:\n"
-                  "  1  failed   1.2s  SELECT 1/0\n");
+                  "  1  failed   1.2s   SELECT 1/0\n");
 }
 
 TEST(ClientFormat, ProgressWithoutAClockHasNoTickingTimes) {
