@@ -136,8 +136,8 @@ step_rows layout(const job_view& job, std::optional<int64_t> now_ms) {
 
 std::string row(const step_rows& r, size_t i, const std::string& status, const std::string& sql) {
   auto n = std::to_string(i + 1);
-  std::string line = "  " + std::string(r.num_w - n.size(), ' ') + n + "  " + pad(status, r.status_w)
-                     + "  ";
+  std::string line =
+    "  " + std::string(r.num_w - n.size(), ' ') + n + "  " + pad(status, r.status_w) + "  ";
   if (r.time_w > 0)
     line += pad(r.times[i], r.time_w) + "  ";
   return line + sql;
@@ -149,13 +149,14 @@ std::string detail_indent(const step_rows& r) {
 }
 
 /// The detail lines of a step's (or job's) fallbacks; none when it has none.
-void fallback_lines(std::ostringstream& out, const std::string& indent, const std::string& onsuccess,
-                    const std::string& onerror, const std::string& fallback_status,
-                    const std::string& fallback_failed_reason, size_t max_sql) {
+void fallback_lines(std::ostringstream& out, const std::string& indent,
+                    const std::string& onsuccess, const std::string& onerror,
+                    const std::string& fallback_status,
+                    const std::string& fallback_failed_reason) {
   if (!onsuccess.empty())
-    out << indent << "onsuccess: " << one_line(onsuccess, max_sql) << "\n";
+    out << indent << "onsuccess: " << one_line(onsuccess, 0) << "\n";
   if (!onerror.empty())
-    out << indent << "onerror: " << one_line(onerror, max_sql) << "\n";
+    out << indent << "onerror: " << one_line(onerror, 0) << "\n";
   if (!fallback_status.empty())
     out << indent << "fallback: " << fallback_status << "\n";
   if (!fallback_failed_reason.empty())
@@ -336,7 +337,7 @@ std::string render_job(const job_view& job, std::optional<int64_t> now_ms) {
     if (!job.simple && !s.failed_reason.empty())
       out << indent << "error: " << one_line(s.failed_reason, 0) << "\n";
     fallback_lines(out, indent, s.onsuccess, s.onerror, s.fallback_status,
-                   s.fallback_failed_reason, 0);
+                   s.fallback_failed_reason);
   }
   return out.str();
 }

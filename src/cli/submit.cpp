@@ -124,7 +124,8 @@ int submit(const submit_options& opts) {
 command add_submit(CLI::App& program) {
   auto opts = std::make_shared<submit_options>();
   auto* app = program.add_subcommand("submit", "queue a SQL job (plain SQL or a JSON body)");
-  app->add_option("INPUT", opts->input, "SQL text, @FILE.json, - (SQL on stdin) or @- (JSON on stdin)")
+  app->add_option("INPUT", opts->input,
+                  "SQL text, @FILE.json, - (SQL on stdin) or @- (JSON on stdin)")
     ->required();
   app->add_flag("--wait", opts->wait,
                 "follow the job until it is final and print it; exit status 0 only if done");

@@ -178,9 +178,9 @@ TEST(ClientCommands, SubmitOfPlainSqlPrintsTheIdAndGetShowsTheJob) {
 TEST(ClientCommands, SubmitWaitOfAUnifiedJsonFileFollowsTheJobToDoneAndExitsZero) {
   START_NODE(node);
   account a;
-  auto path = write_file(R"({"query": [{"query": "SELECT 1", "onsuccess": "SELECT 2"},
+  auto path = write_file(R"J({"query": [{"query": "SELECT 1", "onsuccess": "SELECT 2"},
                                        "SELECT 3"],
-                             "onsuccess": "SELECT 4"})");
+                             "onsuccess": "SELECT 4"})J");
   auto r = run_cli({"submit", "@" + path, "--wait"}, a.env(node));
   std::remove(path.c_str());
   ASSERT_EQ(r.exit_code, 0) << r;
@@ -196,7 +196,7 @@ TEST(ClientCommands, SubmitWaitOfAUnifiedJsonFileFollowsTheJobToDoneAndExitsZero
 
   // --wait --json prints the final job only, as the server sent it.
   auto again = run_cli({"submit", "@-", "--wait", "--json"}, a.env(node),
-                       R"({"query": ["SELECT 5", "SELECT 6"]})");
+                       R"J({"query": ["SELECT 5", "SELECT 6"]})J");
   ASSERT_EQ(again.exit_code, 0) << again;
   auto j = json::parse(again.out, nullptr, false);
   ASSERT_TRUE(j.is_object()) << again;
@@ -252,7 +252,7 @@ TEST(ClientCommands, SubmitRefusesMissingInputAndUnreadableFilesWithExitTwo) {
 TEST(ClientCommands, TheServersValidationMessageIsShownWithExitOne) {
   START_NODE(node);
   account a;
-  auto r = run_cli({"submit", "@-"}, a.env(node), R"({"query": []})");
+  auto r = run_cli({"submit", "@-"}, a.env(node), R"J({"query": []})J");
   EXPECT_EQ(r.exit_code, 1) << r;
   EXPECT_EQ(r.err, "batchq submit: You must indicate a valid SQL (HTTP 400)\n") << r;
   EXPECT_TRUE(r.out.empty()) << r;
@@ -384,8 +384,8 @@ TEST(ClientCommands, WatchOnANonTerminalPrintsEachChangeUntilDoneAndExitsZero) {
   START_NODE(node);
   account a;
   auto r = run_cli({"submit", "@-"}, a.env(node),
-                   R"({"query": [{"query": "SELECT pg_sleep(0.6)", "onsuccess": "SELECT 1"},
-                                 "SELECT pg_sleep(0.6)"]})");
+                   R"J({"query": [{"query": "SELECT pg_sleep(0.6)", "onsuccess": "SELECT 1"},
+                                 "SELECT pg_sleep(0.6)"]})J");
   ASSERT_EQ(r.exit_code, 0) << r;
   auto id = first_word(r.out);
   a.track(id);

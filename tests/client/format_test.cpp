@@ -130,7 +130,8 @@ TEST(ClientFormat, TheNestedFormsJobLevelFallbacksAreLiftedToTheJob) {
 }
 
 TEST(ClientFormat, AMultipleJobOfPlainStringsShowsEachString) {
-  auto v = to_view(json::parse(R"J({"job_id":"j","status":"pending","query":["SELECT 1","SELECT 2"]})J"));
+  auto v = to_view(
+    json::parse(R"J({"job_id":"j","status":"pending","query":["SELECT 1","SELECT 2"]})J"));
   ASSERT_EQ(v.steps.size(), 2u);
   EXPECT_EQ(v.steps[1].query, "SELECT 2");
   EXPECT_EQ(v.steps[1].status, "");
