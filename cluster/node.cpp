@@ -14,6 +14,7 @@
 #include "cluster/node_directory.hpp"
 #include "cluster/node_registry.hpp"
 #include "messages/error.hpp"
+#include "src/http/server.hpp"
 #include "src/log/log.hpp"
 #include "src/pg/cancel_registry.hpp"
 #include "src/pg/pool.hpp"
@@ -34,6 +35,15 @@ const char* version() {
   return BATCHQ_VERSION;
 }
 
+const char* to_string(node_mode m) {
+  switch (m) {
+    case node_mode::full: return "full";
+    case node_mode::worker_only: return "worker-only";
+    case node_mode::api_only: return "api-only";
+  }
+  return "?";
+}
+
 namespace {
 
 /// How long start() waits for the subscriber's SUBSCRIBE before registering
@@ -41,6 +51,10 @@ namespace {
 constexpr std::chrono::milliseconds subscribe_wait{10000};
 /// drain() waits shutdown-grace plus this for the scheduler's report.
 constexpr std::chrono::milliseconds drain_margin{15000};
+/// An HTTP DELETE waits this long for the canceller's answer.
+constexpr std::chrono::seconds http_cancel_timeout{30};
+/// /ready waits this long for the subscriber's answer.
+constexpr std::chrono::seconds ready_timeout{2};
 
 redis::endpoint batch_endpoint(const settings& s) {
   return redis::endpoint{s.redis_host, s.redis_port, s.redis_db};
@@ -73,13 +87,14 @@ struct node::impl {
   canceller_actor canceller;
   scheduler_actor scheduler;
   subscriber_actor subscriber;
+  std::unique_ptr<http::server> http;
   std::unique_ptr<node_registry> registration;
   bool published = false;
   bool stopped = false;
 };
 
-node::node(caf::actor_system& sys, settings s)
-  : sys_(sys), cfg_(std::move(s)), impl_(std::make_unique<impl>()) {
+node::node(caf::actor_system& sys, settings s, node_mode mode)
+  : sys_(sys), cfg_(std::move(s)), mode_(mode), impl_(std::make_unique<impl>()) {
 }
 
 node::~node() {
@@ -118,6 +133,48 @@ caf::error node::start() {
     sys_, canceller_cfg, st.status, st.registry,
     std::make_shared<middleman_node_directory>(sys_, ep), backend_cancel);
 
+  bool worker = mode_ != node_mode::api_only;
+  if (worker)
+    start_worker(env);
+
+  // The canceller is reachable by other nodes (and `batchq cancel`).
+  auto port = sys_.middleman().publish(st.canceller, s.cluster_port, "127.0.0.1", true);
+  if (!port)
+    return make_error(ec::invalid_config, "cannot publish the canceller on 127.0.0.1:"
+                                            + std::to_string(s.cluster_port) + ": "
+                                            + sys_.render(port.error()));
+  st.published = true;
+  cluster_port_ = *port;
+
+  // The HTTP API, before waiting for the subscriber: /health answers at once,
+  // /ready says why the node is not ready yet.
+  if (auto err = start_http())
+    return err;
+
+  // Register once the subscriber listens: a published job is then never missed.
+  if (worker)
+    wait_subscribed();
+
+  node_info me;
+  me.node_id = s.cluster_node_id;
+  me.address = "127.0.0.1";
+  me.cluster_port = cluster_port_;
+  me.http_port = http_port_;
+  me.version = version();
+  me.started_at = redis::iso8601_now();
+  st.registration = std::make_unique<node_registry>(ep, me, heartbeat_period);
+  // Redis down is not fatal (SPEC §7): the node keeps running and every
+  // heartbeat retries the registration.
+  if (auto err = st.registration->announce())
+    log::warning("node not registered yet; retrying every heartbeat",
+                 {{"error", message_of(err)}});
+  return caf::none;
+}
+
+void node::start_worker(std::shared_ptr<ports::redis_job_environment> env) {
+  auto& st = *impl_;
+  const auto& s = cfg_;
+  auto ep = batch_endpoint(s);
   // job runners: one detached actor per job, sharing the pool, environment
   // and registry.
   runner_settings runner_cfg;
@@ -144,17 +201,49 @@ caf::error node::start() {
   // subscriber: SUBSCRIBE batch:users + index rescans, reporting to the scheduler.
   st.subscriber = spawn_subscriber(sys_, subscriber_settings::from(s), st.scheduler,
                                    std::make_shared<ports::redis_queue_index>(ep));
+}
 
-  // The canceller is reachable by other nodes (and `batchq cancel`).
-  auto port = sys_.middleman().publish(st.canceller, s.cluster_port, "127.0.0.1", true);
+caf::error node::start_http() {
+  auto& st = *impl_;
+  http::node_hooks hooks;
+  auto* sys = &sys_;
+  if (mode_ != node_mode::worker_only) {
+    hooks.cancel = [sys, canceller = st.canceller](const std::string& job_id,
+                                                   const std::string& user) {
+      caf::scoped_actor self{*sys};
+      caf::expected<cancel_result> out = cancel_result{};
+      self->request(canceller, http_cancel_timeout, cancel_atom::value, job_id, user)
+        .receive([&](const cancel_result& r) { out = r; },
+                 [&](caf::error& e) { out = std::move(e); });
+      return out;
+    };
+  }
+  if (st.subscriber) {
+    hooks.worker_not_ready = [sys, subscriber = st.subscriber] {
+      caf::scoped_actor self{*sys};
+      std::string why;
+      self->request(subscriber, ready_timeout, ready_atom::value)
+        .receive(
+          [&](bool ready) {
+            if (!ready)
+              why = "the worker is not subscribed to batch:users yet (Redis unreachable?)";
+          },
+          [&](caf::error& e) { why = "the worker's subscriber did not answer: " + sys->render(e); });
+      return why;
+    };
+  }
+  st.http = std::make_unique<http::server>(
+    cfg_, mode_ == node_mode::worker_only ? http::routes::probes_only : http::routes::all,
+    std::move(hooks));
+  auto port = st.http->start();
   if (!port)
-    return make_error(ec::invalid_config, "cannot publish the canceller on 127.0.0.1:"
-                                            + std::to_string(s.cluster_port) + ": "
-                                            + sys_.render(port.error()));
-  st.published = true;
-  cluster_port_ = *port;
+    return std::move(port.error());
+  http_port_ = *port;
+  return caf::none;
+}
 
-  // Register once the subscriber listens: a published job is then never missed.
+void node::wait_subscribed() {
+  auto& st = *impl_;
   caf::scoped_actor self{sys_};
   auto deadline = std::chrono::steady_clock::now() + subscribe_wait;
   bool ready = false;
@@ -167,21 +256,6 @@ caf::error node::start() {
   if (!ready)
     log::warning("subscriber not listening yet; registering anyway",
                  {{"waited_ms", std::to_string(subscribe_wait.count())}});
-
-  node_info me;
-  me.node_id = s.cluster_node_id;
-  me.address = "127.0.0.1";
-  me.cluster_port = cluster_port_;
-  me.http_port = 0; // no HTTP listener yet
-  me.version = version();
-  me.started_at = redis::iso8601_now();
-  st.registration = std::make_unique<node_registry>(ep, me, heartbeat_period);
-  // Redis down is not fatal (SPEC §7): the node keeps running and every
-  // heartbeat retries the registration.
-  if (auto err = st.registration->announce())
-    log::warning("node not registered yet; retrying every heartbeat",
-                 {{"error", message_of(err)}});
-  return caf::none;
 }
 
 caf::error node::heartbeat() {
@@ -207,6 +281,9 @@ void node::stop() {
   if (st.stopped)
     return;
   st.stopped = true;
+  // First the HTTP server: no new cancel may reach a canceller about to exit.
+  if (st.http)
+    st.http->stop();
   if (st.registration) {
     if (auto err = st.registration->withdraw())
       log::warning("node registration not removed", {{"error", message_of(err)}});

@@ -12,12 +12,23 @@
 //   job_runner detached, one per running job: the shared pg::pool connector,
 //              the job environment, the registry
 //   subscriber detached: SUBSCRIBE batch:users, index rescans -> scheduler
-// Then the node registers `batch:nodes:{node-id}` (node_registry.hpp), once
-// the subscriber listens, and refreshes it every heartbeat.
+//   http       src/http's server on threads of its own (not CAF's): the job
+//              routes ask the canceller (DELETE) from a scoped_actor; /ready
+//              asks the subscriber `ready`
+// Then the node registers `batch:nodes:{node-id}` (node_registry.hpp, with
+// the bound http_port), once the subscriber listens, and refreshes it every
+// heartbeat.
 //
-// Stopping (SPEC §7): drain() asks the scheduler to drain (grace + margin),
-// stop() withdraws the registration and sends exit to every actor it spawned
-// (a published actor would otherwise keep ~actor_system waiting).
+// Modes (SPEC §9): `full` runs all of the above with the whole HTTP API;
+// `worker_only` the same with an HTTP server that serves only /health,
+// /ready and /metrics; `api_only` runs no scheduler, subscriber or runners —
+// only status + canceller (like cancel_front, so DELETE works from it) and
+// the whole HTTP API.
+//
+// Stopping (SPEC §7): drain() asks the scheduler to drain (grace + margin;
+// the HTTP API keeps answering meanwhile), stop() stops the HTTP server,
+// withdraws the registration and sends exit to every actor it spawned (a
+// published actor would otherwise keep ~actor_system waiting).
 //
 // Thread safety: a node is driven by one thread (the serve main loop); the
 // actors it spawns run on CAF's threads and their own.
@@ -36,6 +47,10 @@
 #include "messages/interfaces.hpp"
 #include "src/config/settings.hpp"
 
+namespace batchq::ports {
+class redis_job_environment;
+} // namespace batchq::ports
+
 namespace batchq::cluster {
 
 /// The heartbeat period of the node registry (TTL = 3 x this).
@@ -44,20 +59,27 @@ inline constexpr std::chrono::milliseconds heartbeat_period{5000};
 /// The program version written into the node registry.
 const char* version();
 
+/// Which parts of a node run (SPEC §9 `--api-only` / `--worker-only`).
+enum class node_mode { full, worker_only, api_only };
+
+/// "full", "worker-only", "api-only".
+const char* to_string(node_mode m);
+
 class node {
 public:
   /// Does no IO. REQUIRES: `sys` was built from a config with
   /// register_types() and the io middleman loaded; it outlives the node.
-  node(caf::actor_system& sys, settings s);
+  node(caf::actor_system& sys, settings s, node_mode mode = node_mode::full);
   ~node();
   node(const node&) = delete;
   node& operator=(const node&) = delete;
 
-  /// Spawns the actors, publishes the canceller, waits (bounded) until the
-  /// subscriber listens, then registers the node (a registration that fails
-  /// because Redis is down is logged and retried by heartbeat()). On error
-  /// the node is partly started: call stop(). Errors: the canceller cannot be
-  /// published (e.g. cluster.port is taken).
+  /// Spawns the actors of its mode, publishes the canceller, starts the HTTP
+  /// server, waits (bounded) until the subscriber listens (when there is
+  /// one), then registers the node (a registration that fails because Redis
+  /// is down is logged and retried by heartbeat()). On error the node is
+  /// partly started: call stop(). Errors: the canceller cannot be published
+  /// (e.g. cluster.port is taken), http.bind:http.port cannot be bound.
   caf::error start();
 
   /// Refreshes the registration (fields + TTL). Redis errors are returned,
@@ -70,18 +92,30 @@ public:
   /// the scheduler's error.
   caf::expected<drain_report> drain();
 
-  /// Withdraws the registration and sends exit to every actor. Idempotent.
+  /// Stops the HTTP server, withdraws the registration and sends exit to
+  /// every actor. Idempotent.
   void stop();
 
   /// The middleman port the canceller is published on (0 before start()).
   uint16_t cluster_port() const noexcept { return cluster_port_; }
+  /// The port the HTTP server listens on (0 before start()).
+  uint16_t http_port() const noexcept { return http_port_; }
+  node_mode mode() const noexcept { return mode_; }
   const settings& config() const noexcept { return cfg_; }
 
 private:
+  /// start()'s parts: scheduler, subscriber and the runner factories; the HTTP
+  /// server with its hooks; the bounded wait for the subscriber's SUBSCRIBE.
+  void start_worker(std::shared_ptr<ports::redis_job_environment> env);
+  caf::error start_http();
+  void wait_subscribed();
+
   struct impl;
   caf::actor_system& sys_;
   settings cfg_;
+  node_mode mode_;
   uint16_t cluster_port_ = 0;
+  uint16_t http_port_ = 0;
   std::unique_ptr<impl> impl_;
 };
 

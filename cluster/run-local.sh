@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Local multi-node launcher: starts N `batchq serve --worker-only` nodes on this
 # machine against one Redis and PostgreSQL, each with its own cluster.node-id
-# (local-1 .. local-N) and an ephemeral middleman port, and forwards
+# (local-1 .. local-N), an ephemeral middleman port and a free HTTP port for
+# its /health, /ready and /metrics (`http listening` in its log), and forwards
 # SIGINT/SIGTERM to all of them (each drains, SPEC §7). Extra arguments are
 # passed to every node, e.g.:
 #
@@ -18,7 +19,7 @@ fi
 n=$1; bin=$2; shift 2
 pids=()
 for i in $(seq 1 "$n"); do
-  "$bin" serve --worker-only --cluster.node-id="local-$i" --cluster.port=0 "$@" \
+  "$bin" serve --worker-only --cluster.node-id="local-$i" --cluster.port=0 --http.port=0 "$@" \
     2>"batchq-local-$i.log" &
   pids+=($!)
   echo "node local-$i: pid $! (log batchq-local-$i.log)"

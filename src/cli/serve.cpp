@@ -32,9 +32,12 @@ struct serve_options {
 };
 
 std::string serve_footer() {
-  return "\nA node runs the jobs users queue in Redis: each user's jobs one at a time, in\n"
-         "order, different users in parallel. Until the HTTP API exists, plain `serve`\n"
-         "runs the worker part only (the same as --worker-only); --api-only is refused.\n"
+  return "\nA node serves the HTTP job API on http.bind:http.port (POST/GET/DELETE\n"
+         "/api/v2/sql/job, see docs/http-api.md) and runs the jobs users queue in Redis:\n"
+         "each user's jobs one at a time, in order, different users in parallel.\n"
+         "--api-only: the API without a worker (its jobs run on worker nodes of the same\n"
+         "Redis). --worker-only: the worker, with only /health, /ready and /metrics on\n"
+         "the HTTP port. http.port=0 picks a free port (logged as `http listening`).\n"
          "SIGTERM/SIGINT drains the node: running jobs get batch.shutdown-grace seconds,\n"
          "then go back to pending at the head of their queue; exit status 0.\n"
          "\nConfiguration (precedence: default < --config-file < flag); every key is in\n"
@@ -47,10 +50,6 @@ int serve(const serve_options& opts, const std::vector<std::string>& flags) {
     std::cerr << "batchq serve: --api-only and --worker-only exclude each other\n";
     return 2;
   }
-  if (opts.api_only) {
-    std::cerr << "batchq serve: --api-only is not available yet (the HTTP API is not built)\n";
-    return 2;
-  }
   config cfg;
   auto s = load_node_config(cfg, opts.config_file, flags);
   if (!s) {
@@ -58,20 +57,13 @@ int serve(const serve_options& opts, const std::vector<std::string>& flags) {
     return 2;
   }
   log::configure(s->log_format == "json", log::parse_level(s->log_level), s->cluster_node_id);
-  auto mode = opts.worker_only ? node_mode::worker_only : node_mode::full;
+  auto mode = opts.worker_only ? node_mode::worker_only
+              : opts.api_only  ? node_mode::api_only
+                               : node_mode::full;
   return run_node("batchq serve", cfg, *s, mode);
 }
 
 } // namespace
-
-const char* to_string(node_mode m) {
-  switch (m) {
-    case node_mode::full: return "full";
-    case node_mode::worker_only: return "worker-only";
-    case node_mode::api_only: return "api-only";
-  }
-  return "?";
-}
 
 int run_node(const char* command, config& cfg, const settings& s, node_mode mode,
              const std::function<void(const node_endpoints&)>& on_started) {
@@ -82,7 +74,7 @@ int run_node(const char* command, config& cfg, const settings& s, node_mode mode
   }
 
   caf::actor_system sys{cfg};
-  cluster::node n{sys, s};
+  cluster::node n{sys, s, mode};
   if (auto err = n.start()) {
     log::error("node start failed", {{"error", render(sys, err)}});
     n.stop();
@@ -92,10 +84,11 @@ int run_node(const char* command, config& cfg, const settings& s, node_mode mode
             {{"redis", s.redis_host + ":" + std::to_string(s.redis_port) + "/"
                          + std::to_string(s.redis_db)},
              {"cluster_port", std::to_string(n.cluster_port())},
+             {"http_port", std::to_string(n.http_port())},
              {"mode", to_string(mode)},
              {"version", cluster::version()}});
   if (on_started)
-    on_started(node_endpoints{0, n.cluster_port()});
+    on_started(node_endpoints{n.http_port(), n.cluster_port()});
 
   int sig = 0;
   for (;;) {
@@ -132,9 +125,10 @@ int run_node(const char* command, config& cfg, const settings& s, node_mode mode
 
 command add_serve(CLI::App& program) {
   auto opts = std::make_shared<serve_options>();
-  auto* app = program.add_subcommand("serve", "run a node (worker; the HTTP API is not built yet)");
-  app->add_flag("--worker-only", opts->worker_only, "run the worker part only (the default for now)");
-  app->add_flag("--api-only", opts->api_only, "run the HTTP API only (not available yet)");
+  auto* app = program.add_subcommand("serve", "run a node: the HTTP job API and a worker");
+  app->add_flag("--worker-only", opts->worker_only,
+                "run the worker only (HTTP: /health, /ready, /metrics)");
+  app->add_flag("--api-only", opts->api_only, "run the HTTP API only (no worker)");
   app->add_option("--config-file", opts->config_file,
                   "INI file (CAF format) with any of the keys below");
   app->allow_extras();

@@ -7,18 +7,20 @@
 #include <cstdint>
 #include <functional>
 
+#include "cluster/node.hpp"
 #include "src/config/settings.hpp"
 
 namespace batchq::cli {
 
-/// Which parts of a node run (SPEC §9 `--api-only` / `--worker-only`).
-enum class node_mode { full, worker_only, api_only };
-
-const char* to_string(node_mode m);
+/// Which parts of a node run (SPEC §9 `--api-only` / `--worker-only`); lives
+/// in cluster/node.hpp, named here for the commands.
+using cluster::node_mode;
+using cluster::to_string;
 
 /// Where a started node can be reached.
 struct node_endpoints {
-  /// The HTTP listener (0 when the node has none).
+  /// The port the HTTP server listens on (http.port, or the one picked when
+  /// http.port=0). Every mode has one (--worker-only: probes only).
   uint16_t http_port = 0;
   /// The middleman port of the node's canceller.
   uint16_t cluster_port = 0;

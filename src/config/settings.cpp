@@ -16,7 +16,7 @@ config::config() {
     .add(raw_.redis_db, "db", "Redis database of the batch keys (CARTO uses 5)");
   opt_group{custom_options_, "http"}
     .add(raw_.http_bind, "bind", "address the HTTP API listens on")
-    .add(http_port_, "port", "port the HTTP API listens on");
+    .add(http_port_, "port", "port the HTTP API listens on; 0 picks a free one");
   opt_group{custom_options_, "api"}
     .add(raw_.api_max_payload, "max-payload", "largest accepted request body, bytes")
     .add(raw_.api_user_from_host, "user-from-host",
@@ -71,7 +71,7 @@ caf::expected<settings> config::validate() const {
   settings s = raw_;
   if (auto e = check_port("redis.port", redis_port_, false, s.redis_port))
     return e;
-  if (auto e = check_port("http.port", http_port_, false, s.http_port))
+  if (auto e = check_port("http.port", http_port_, true, s.http_port))
     return e;
   if (auto e = check_port("cluster.port", cluster_port_, true, s.cluster_port))
     return e;

@@ -20,6 +20,15 @@ std::string wip_user(std::string_view user) { return concat(wip_user_prefix, use
 std::string lock_user(std::string_view user) { return concat(lock_user_prefix, user); }
 std::string capacity(std::string_view db_host) { return concat(capacity_prefix, db_host); }
 std::string node(std::string_view node_id) { return concat(node_prefix, node_id); }
+std::string user_jobs(std::string_view user) { return concat("batch:indexes:jobs:", user); }
+
+std::string idempotency(std::string_view user, std::string_view key) {
+  std::string s = concat("batch:idempotency:", user);
+  s += ':';
+  s.append(key);
+  return s;
+}
+
 std::string rails_user(std::string_view user) { return concat("rails:users:", user); }
 std::string limits_batch(std::string_view user) { return concat("limits:batch:", user); }
 

@@ -35,6 +35,14 @@ std::string lock_user(std::string_view user);
 std::string capacity(std::string_view db_host);
 /// Hash `batch:nodes:{node_id}`: a node's registration.
 std::string node(std::string_view node_id);
+/// Sorted set `batch:indexes:jobs:{user}`: the user's batchq-created jobs for
+/// `GET .../sql/job`, all scored 0 and read BYLEX; members
+/// `<order, 15 digits>:<job_id>` where order is the creation ms, made strictly
+/// increasing per user by the create script (job_create.lua).
+std::string user_jobs(std::string_view user);
+/// String `batch:idempotency:{user}:{key}`: the job id an `Idempotency-Key`
+/// created (TTL 24 h).
+std::string idempotency(std::string_view user, std::string_view key);
 /// Hash `rails:users:{user}` (metadata DB).
 std::string rails_user(std::string_view user);
 /// Hash `api_keys:{user}:{token}` (metadata DB).

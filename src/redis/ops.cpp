@@ -125,19 +125,82 @@ std::string iso8601_now() {
 
 caf::expected<int64_t> create_job(client& c, const std::string& job_id, const std::string& user,
                                   field_list fields, int64_t max_queued) {
+  create_options opts;
+  opts.max_queued = max_queued;
+  auto r = create_job(c, job_id, user, std::move(fields), opts);
+  if (!r)
+    return std::move(r.error());
+  return r->queue_length;
+}
+
+caf::expected<create_outcome> create_job(client& c, const std::string& job_id,
+                                         const std::string& user, field_list fields,
+                                         const create_options& opts) {
+  using namespace std::chrono;
+  auto created_ms = opts.created_ms > 0
+                      ? opts.created_ms
+                      : duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
   auto now = iso8601_now();
   add_if_missing(fields, "created_at", now);
   add_if_missing(fields, "updated_at", now);
-  std::vector<std::string> args{job_id, user, std::to_string(max_queued),
-                                str(keys::users_channel)};
+  auto ttl = std::max<int64_t>(1, opts.idempotency_ttl.count());
+  std::vector<std::string> args{job_id,
+                                user,
+                                std::to_string(opts.max_queued),
+                                str(keys::users_channel),
+                                std::to_string(created_ms),
+                                str(keys::job_prefix),
+                                std::to_string(ttl)};
   append_pairs(args, fields);
+  std::vector<std::string> ks{keys::job(job_id), keys::queue(user), str(keys::queue_index),
+                              keys::user_jobs(user)};
+  if (!opts.idempotency_key.empty())
+    ks.push_back(keys::idempotency(user, opts.idempotency_key));
   const auto& s = scripts::job_create;
-  auto r = run(c, s, {keys::job(job_id), keys::queue(user), str(keys::queue_index)}, args);
+  auto r = run(c, s, ks, args);
   if (!r)
     return std::move(r.error());
-  if (!r->is_integer())
+  create_outcome out;
+  if (r->is_integer()) {
+    out.created = true;
+    out.job_id = job_id;
+    out.queue_length = r->integer;
+    return out;
+  }
+  if (r->is_array() && r->elements.size() == 2 && r->elements[0].is_string()
+      && r->elements[1].is_array()) {
+    out.created = false;
+    out.job_id = std::move(r->elements[0].str);
+    if (!r->elements[1].elements.empty())
+      out.original = to_map(r->elements[1]);
+    return out;
+  }
+  return unexpected(s, *r);
+}
+
+caf::expected<job_page> list_jobs(client& c, const std::string& user, int64_t limit,
+                                  const std::string& cursor,
+                                  const std::vector<std::string>& statuses, int64_t budget) {
+  std::vector<std::string> args{str(keys::job_prefix), std::to_string(std::max<int64_t>(1, limit)),
+                                cursor, std::to_string(std::max<int64_t>(1, budget))};
+  args.insert(args.end(), statuses.begin(), statuses.end());
+  const auto& s = scripts::job_list;
+  auto r = run(c, s, {keys::user_jobs(user)}, args);
+  if (!r)
+    return std::move(r.error());
+  if (!r->is_array() || r->elements.empty() || r->elements.size() % 2 != 1
+      || !r->elements[0].is_string())
     return unexpected(s, *r);
-  return r->integer;
+  job_page page;
+  if (!r->elements[0].str.empty())
+    page.next = std::move(r->elements[0].str);
+  for (size_t i = 1; i + 1 < r->elements.size(); i += 2) {
+    const auto& hash = r->elements[i + 1];
+    if (!hash.is_array())
+      return unexpected(s, *r);
+    page.jobs.emplace_back(std::move(r->elements[i].str), to_map(hash));
+  }
+  return page;
 }
 
 caf::expected<std::optional<dequeued_job>> dequeue_job(client& c, const std::string& user,

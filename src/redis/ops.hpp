@@ -54,6 +54,61 @@ std::string iso8601_now();
 caf::expected<int64_t> create_job(client& c, const std::string& job_id, const std::string& user,
                                   field_list fields, int64_t max_queued);
 
+/// What the API's create adds to the plain create above.
+struct create_options {
+  /// batch.max-queued-jobs (<= 0: no limit).
+  int64_t max_queued = 0;
+  /// The job's creation time in ms since the epoch: its place in the user's
+  /// job index (keys::user_jobs). 0 = now.
+  int64_t created_ms = 0;
+  /// An `Idempotency-Key` (SPEC §8): when `batch:idempotency:{user}:{key}`
+  /// exists, nothing is created and the original job is returned; otherwise
+  /// the job is created and the key set to its id for `idempotency_ttl`.
+  /// Empty: no idempotency.
+  std::string idempotency_key;
+  std::chrono::seconds idempotency_ttl{86400};
+};
+
+struct create_outcome {
+  /// True when this call created the job; false for a repeated Idempotency-Key.
+  bool created = true;
+  /// The created job's id, or the original job's id for a repeated key.
+  std::string job_id;
+  /// When created: the queue length after the push.
+  int64_t queue_length = 0;
+  /// When !created: the original job's hash as it is now (nullopt when it has
+  /// expired since).
+  std::optional<field_map> original;
+};
+
+/// create_job (same fields, same errors, same atomic script and ONE round
+/// trip) with the API's extras: every job created here is also indexed for
+/// list_jobs (the plain overload indexes too), and an idempotency key may
+/// short-circuit the create. A repeated key wins over queue_full.
+caf::expected<create_outcome> create_job(client& c, const std::string& job_id,
+                                         const std::string& user, field_list fields,
+                                         const create_options& opts);
+
+/// One page of list_jobs: jobs newest first with their hashes, and the cursor
+/// of the next page (nullopt at the end).
+struct job_page {
+  std::vector<std::pair<std::string, field_map>> jobs;
+  std::optional<std::string> next;
+};
+
+/// The user's jobs created through create_job, newest first (`job_list`, one
+/// round trip): at most `limit` (>= 1) jobs after `cursor` ("" = from the
+/// newest; else a `next` from an earlier page) whose status is in `statuses`
+/// (empty: any). Index entries whose job expired are dropped on the way. At
+/// most `budget` index entries are examined per call, so a filtered page may
+/// be short while `next` is set; only `next == nullopt` means the end. Jobs
+/// written by CARTO's own API are not in the index and never listed.
+/// Errors: redis_unavailable, redis_error.
+caf::expected<job_page> list_jobs(client& c, const std::string& user, int64_t limit,
+                                  const std::string& cursor,
+                                  const std::vector<std::string>& statuses,
+                                  int64_t budget = 1000);
+
 struct dequeued_job {
   std::string job_id;
   /// The job's hash after `claim_fields` were written.

@@ -58,7 +58,7 @@ struct scoped_user {
 
   ~scoped_user() {
     std::vector<std::string> del{"DEL", keys::queue(name), keys::wip_user(name),
-                                 keys::lock_user(name)};
+                                 keys::lock_user(name), keys::user_jobs(name)};
     for (const auto& id : jobs)
       del.push_back(keys::job(id));
     c.command(del);

@@ -20,7 +20,8 @@ using batchq::redis::test::test_endpoint;
 TEST(RedisScripts, EveryOperationIsEmbeddedWithAHeaderNamingKeysAndArgv) {
   std::vector<std::string> expected{
     "capacity_acquire", "capacity_release",      "capacity_renew", "job_cancel_pending",
-    "job_create",       "job_dequeue",           "job_requeue",    "job_write",
+    "job_create",       "job_dequeue",           "job_list",       "job_requeue",
+    "job_write",
     "lease_acquire",    "lease_release",         "lease_release_if_idle",
     "lease_renew",      "wip_orphans",           "wip_remove"};
   std::vector<std::string> names;

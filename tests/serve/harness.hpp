@@ -218,6 +218,8 @@ public:
       argv.push_back(f);
     argv.push_back("--postgres.port=" + std::to_string(pg_port()));
     argv.push_back("--cluster.node-id=" + id_);
+    // Every node serves HTTP (--worker-only: the probes): a free port each.
+    argv.push_back("--http.port=0");
     argv.push_back("--batch.rescan-interval=3600");
     argv.push_back("--batch.sweep-interval=3600");
     for (auto& f : extra)
@@ -297,7 +299,7 @@ public:
   ~store() {
     for (const auto& u : users_) {
       batch_.command({"DEL", redis::keys::queue(u), redis::keys::wip_user(u),
-                      redis::keys::lock_user(u)});
+                      redis::keys::lock_user(u), redis::keys::user_jobs(u)});
       batch_.command({"SREM", std::string{redis::keys::queue_index}, u});
       batch_.command({"SREM", std::string{redis::keys::wip_users}, u});
       meta_.command({"DEL", redis::keys::rails_user(u), redis::keys::api_key(u, tokens_[u])});

@@ -1,0 +1,45 @@
+// What every HTTP handler of one server shares (internal to src/http): the
+// validated settings, the Redis pools, the hooks into the node's actors, and
+// the server's stop signal that wakes long-polls.
+//
+// Thread safety: immutable after construction except the pools (internally
+// locked) and `stopping` (atomic + condition variable); handlers run on many
+// httplib threads at once.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <regex>
+
+#include "src/config/settings.hpp"
+#include "src/http/redis_pool.hpp"
+#include "src/http/server.hpp"
+
+namespace batchq::http {
+
+struct context {
+  context(settings s, node_hooks h);
+
+  settings cfg;
+  node_hooks hooks;
+  /// api.user-from-host, compiled once.
+  std::regex user_from_host;
+  /// The batch DB (redis.db) and the metadata DB 5.
+  redis_pool batch;
+  redis_pool meta;
+
+  /// Sleeps up to `d`; returns false at once (and early) when the server stops.
+  bool sleep_for(std::chrono::milliseconds d);
+  /// Wakes every sleeper; sleep_for returns false from now on.
+  void stop();
+  bool stopping() const noexcept { return stopping_.load(); }
+
+private:
+  std::atomic<bool> stopping_{false};
+  std::mutex mtx_;
+  std::condition_variable cv_;
+};
+
+} // namespace batchq::http
