@@ -213,10 +213,6 @@ void api_client::fail(const std::string& message) const {
   impl_->fail(message);
 }
 
-const client_options& api_client::options() const {
-  return impl_->opts;
-}
-
 void print_json(const nlohmann::ordered_json& doc) {
   std::cout << doc.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
 }

@@ -97,8 +97,6 @@ public:
   /// Prints `batchq <command>: <message>` on stderr.
   void fail(const std::string& message) const;
 
-  const client_options& options() const;
-
 private:
   struct impl;
   explicit api_client(std::unique_ptr<impl> p);
