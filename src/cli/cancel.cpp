@@ -1,6 +1,11 @@
-// `batchq cancel <job_id>`: the job's owner from Redis, then the canceller of
-// a small actor system (cluster::cancel_front) does what a node's canceller
-// does. Prints the resulting status, or why it cannot be cancelled.
+// `batchq cancel <job_id>`: two ways to cancel a job (docs/cli.md).
+//  - the client command (default): DELETE /user/{user}/api/v2/sql/job/{id}
+//    through the HTTP API (SPEC §8), with --user and --api-key like the other
+//    client commands;
+//  - `--direct`, for operators: no key, straight to Redis and the cluster. The
+//    job's owner is read from Redis, then the canceller of a small actor system
+//    (cluster::cancel_front) does what a node's canceller does. Prints the
+//    resulting status, or why it cannot be cancelled.
 #include <iostream>
 #include <memory>
 
@@ -14,7 +19,9 @@
 #include "cluster/node.hpp"
 #include "messages/error.hpp"
 #include "messages/type_ids.hpp"
+#include "src/cli/client.hpp"
 #include "src/cli/command.hpp"
+#include "src/cli/format.hpp"
 #include "src/cli/options.hpp"
 #include "src/cli/signals.hpp"
 #include "src/log/log.hpp"
@@ -26,22 +33,50 @@ namespace batchq::cli {
 namespace {
 
 struct cancel_options {
+  client_options client;
   std::string job_id;
+  bool direct = false;
   std::string config_file;
   std::vector<std::string> flags;
 };
 
 std::string cancel_footer() {
-  return "\nCancels job JOB_ID wherever it is: a pending job becomes `cancelled` in Redis;\n"
-         "a running job's statement is stopped on the node that runs it (over the\n"
-         "cluster link, else with pg_cancel_backend). Prints the resulting status\n"
-         "(`cancelled`) or why it cannot be cancelled (`Cannot set status from done to\n"
-         "cancelled`, `Job with id X not found`). Exit status 0 when cancelled, else 1.\n"
-         "\nThe Redis keys (and any other key) may be given as flags, as for `serve`:\n"
-         "  --config-file=PATH  --redis.host=HOST  --redis.port=PORT  --redis.db=N\n";
+  return "\nCancels job JOB_ID wherever it runs: a pending job becomes `cancelled` and\n"
+         "leaves its queue; a running job's statement is stopped on the node that runs\n"
+         "it. Prints `<job_id> cancelled` (--json: the server's job), or why it cannot\n"
+         "be cancelled on stderr (`Cannot set status from done to cancelled`, `Job with\n"
+         "id X not found`).\n"
+         "\nOperators: `batchq cancel --direct JOB_ID` needs no user or key; it reads\n"
+         "the job in Redis and cancels it through the cluster link (else with\n"
+         "pg_cancel_backend), and prints the resulting status or the reason on stdout.\n"
+         "The Redis keys (and any other key) may then be given as flags, as for `serve`:\n"
+         "  --config-file=PATH  --redis.host=HOST  --redis.port=PORT  --redis.db=N\n"
+         "\nExit status: 0 cancelled; 1 not cancelled (final or unknown job, refused,\n"
+         "unreachable); 2 bad usage.\n";
 }
 
-int cancel(const cancel_options& opts) {
+int cancel_http(const cancel_options& opts) {
+  if (!opts.config_file.empty() || !opts.flags.empty()) {
+    std::cerr << "batchq cancel: "
+              << (opts.flags.empty() ? "--config-file" : "'" + opts.flags.front() + "'")
+              << " only goes with --direct (see --help)\n";
+    return 2;
+  }
+  auto api = api_client::make("cancel", opts.client);
+  if (!api)
+    return 2;
+  auto r = api->del(api->job_path(opts.job_id));
+  if (!r)
+    return 1;
+  auto status = to_view(r->body).status;
+  if (opts.client.json)
+    print_json(r->raw);
+  else
+    std::cout << opts.job_id << " " << (status.empty() ? "?" : status) << "\n";
+  return status == "cancelled" ? 0 : 1;
+}
+
+int cancel_direct(const cancel_options& opts) {
   config cfg;
   auto s = load_node_config(cfg, opts.config_file, opts.flags);
   if (!s) {
@@ -91,13 +126,20 @@ int cancel(const cancel_options& opts) {
 command add_cancel(CLI::App& program) {
   auto opts = std::make_shared<cancel_options>();
   auto* app = program.add_subcommand("cancel", "cancel a job by id (pending or running)");
-  app->add_option("job_id", opts->job_id, "the job's id")->required();
-  app->add_option("--config-file", opts->config_file, "INI file (CAF format), for the Redis keys");
+  app->add_option("JOB_ID", opts->job_id, "the job's id")->required();
+  add_client_options(*app, opts->client);
+  const char* direct = "Operators (--direct: Redis and the cluster, no key)";
+  app->add_flag("--direct", opts->direct,
+                "cancel through Redis and the cluster link instead of the HTTP API")
+    ->group(direct);
+  app->add_option("--config-file", opts->config_file,
+                  "INI file (CAF format), for the Redis keys (with --direct)")
+    ->group(direct);
   app->allow_extras();
   app->footer(cancel_footer());
   return command{app, [opts, app] {
                    opts->flags = app->remaining();
-                   return cancel(*opts);
+                   return opts->direct ? cancel_direct(*opts) : cancel_http(*opts);
                  }};
 }
 

@@ -17,7 +17,17 @@ int run(int argc, char** argv) {
   app.footer("\nRun `batchq <command> --help` for a command's options.");
 
   // Every command of the program, in the order `batchq --help` lists them.
-  std::vector<command> commands{add_serve(app), add_cancel(app), add_dev(app)};
+  std::vector<command> commands{
+    add_serve(app),
+    add_dev(app),
+    add_submit(app),
+    add_get(app),
+    add_cancel(app),
+    add_list(app),
+    add_watch(app),
+    add_wip(app),
+    add_user(app),
+  };
 
   // An unknown command word gets a clear message rather than CLI11's
   // "A subcommand is required".

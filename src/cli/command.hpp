@@ -26,9 +26,21 @@ struct command {
 
 /// `batchq serve` (serve.cpp).
 command add_serve(CLI::App& program);
-/// `batchq cancel` (cancel.cpp).
+/// `batchq submit` (submit.cpp).
+command add_submit(CLI::App& program);
+/// `batchq get` (get.cpp).
+command add_get(CLI::App& program);
+/// `batchq cancel`: through the API, or `--direct` through Redis (cancel.cpp).
 command add_cancel(CLI::App& program);
 /// `batchq dev` (dev.cpp).
 command add_dev(CLI::App& program);
+/// `batchq list` (list.cpp).
+command add_list(CLI::App& program);
+/// `batchq watch` (watch.cpp).
+command add_watch(CLI::App& program);
+/// `batchq wip` (wip.cpp).
+command add_wip(CLI::App& program);
+/// `batchq user add|list|remove` (user.cpp).
+command add_user(CLI::App& program);
 
 } // namespace batchq::cli

@@ -7,7 +7,7 @@
 //    (Redis DB `batch_db`, its own cluster.node-id), stdout+stderr captured to
 //    a file shown when a test fails; stopped with SIGTERM (killed with SIGKILL
 //    if it outlives the test).
-//  - `run_batchq`: runs a short command (`batchq cancel ...`, `--help`) and
+//  - `run_batchq`: runs a short command (`batchq cancel --direct ...`, `--help`) and
 //    returns its exit code and output.
 //  - `store`: Redis helpers (users, CARTO-format and batchq-format jobs, job
 //    hashes, bounded waits polling every 20 ms) that delete every key they

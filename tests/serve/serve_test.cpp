@@ -379,7 +379,7 @@ TEST_F(serve_test, ARunningStatementIsCancelledWithBatchqCancelWithinOneSecond) 
     << "the statement never started; status " << st.status(id);
 
   auto t0 = clock::now();
-  auto args = std::vector<std::string>{"cancel", id};
+  auto args = std::vector<std::string>{"cancel", id, "--direct"};
   for (auto& f : redis_flags())
     args.push_back(f);
   auto res = run_batchq(args, 10s);
@@ -402,7 +402,8 @@ TEST_F(serve_test, ARunningStatementIsCancelledWithBatchqCancelWithinOneSecond) 
   EXPECT_EQ(again.exit_code, 1) << again.output;
   EXPECT_NE(again.output.find("Cannot set status from cancelled to cancelled"), std::string::npos)
     << again.output;
-  auto ghost_args = std::vector<std::string>{"cancel", "no-such-job-" + redis::random_token()};
+  auto ghost_args = std::vector<std::string>{"cancel", "no-such-job-" + redis::random_token(),
+                                             "--direct"};
   for (auto& f : redis_flags())
     ghost_args.push_back(f);
   auto ghost = run_batchq(ghost_args, 10s);
@@ -424,7 +425,7 @@ TEST_F(serve_test, WhenTheOwningNodeIsGoneBatchqCancelStopsTheStatementWithPgCan
   ASSERT_TRUE(db.statement_active(id));
 
   auto t0 = clock::now();
-  auto args = std::vector<std::string>{"cancel", id};
+  auto args = std::vector<std::string>{"cancel", id, "--direct"};
   for (auto& f : redis_flags())
     args.push_back(f);
   auto res = run_batchq(args, 20s);
@@ -453,7 +454,7 @@ TEST_F(serve_test, APendingJobIsCancelledWithBatchqCancelAndNeverRuns) {
   auto user = st.create_user("cancel");
   // No node runs: the job stays pending until the cancel.
   auto id = st.enqueue_carto({user, "select 1", {}}, /*publish=*/false);
-  auto args = std::vector<std::string>{"cancel", id};
+  auto args = std::vector<std::string>{"cancel", id, "--direct"};
   for (auto& f : redis_flags())
     args.push_back(f);
   auto res = run_batchq(args, 10s);
