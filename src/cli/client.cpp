@@ -223,6 +223,13 @@ void print_json(const std::string& raw) {
   print_json(nlohmann::ordered_json::parse(raw, nullptr, false));
 }
 
+void print_job(const api_reply& job, bool as_json) {
+  if (as_json)
+    print_json(job.raw);
+  else
+    std::cout << render_job(to_view(job.body), now_ms());
+}
+
 int exit_code_of(const json& job) {
   auto st = job.is_object() ? job.find("status") : job.end();
   return st != job.end() && st->is_string() && st->get<std::string>() == "done" ? 0 : 1;

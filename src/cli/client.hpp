@@ -109,6 +109,10 @@ void print_json(const std::string& raw);
 /// A JSON document built here on stdout, the same way.
 void print_json(const nlohmann::ordered_json& doc);
 
+/// One job as `get` and `submit --wait` show it: the server's JSON with
+/// --json (`as_json`), else the text of format.hpp render_job.
+void print_job(const api_reply& job, bool as_json);
+
 /// The exit code of a command that waited for a job: 0 when `done`, 1 for any
 /// other final status (failed, cancelled, unknown).
 int exit_code_of(const nlohmann::json& job);

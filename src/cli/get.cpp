@@ -1,13 +1,12 @@
 // `batchq get <job_id>`: GET /user/{user}/api/v2/sql/job/{id} (SPEC §8), shown
-// as text (format.hpp render_job) or as the server's JSON. docs/cli.md.
-#include <iostream>
+// as text (format.hpp render_job) or as the server's JSON (client.hpp
+// print_job). docs/cli.md.
 #include <memory>
 
 #include <CLI/CLI.hpp>
 
 #include "src/cli/client.hpp"
 #include "src/cli/command.hpp"
-#include "src/cli/format.hpp"
 
 namespace batchq::cli {
 
@@ -33,10 +32,7 @@ int get(const get_options& opts) {
   auto r = api->get(api->job_path(opts.job_id));
   if (!r)
     return 1;
-  if (opts.client.json)
-    print_json(r->raw);
-  else
-    std::cout << render_job(to_view(r->body), now_ms());
+  print_job(*r, opts.client.json);
   return 0;
 }
 

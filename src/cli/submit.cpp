@@ -112,10 +112,7 @@ int submit(const submit_options& opts) {
   auto final_job = api->follow_job(view.job_id, 30, [](const api_reply&) {});
   if (!final_job)
     return 1;
-  if (opts.client.json)
-    print_json(final_job->raw);
-  else
-    std::cout << render_job(to_view(final_job->body), now_ms());
+  print_job(*final_job, opts.client.json);
   return exit_code_of(final_job->body);
 }
 

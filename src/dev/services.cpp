@@ -56,6 +56,36 @@ wait_outcome wait_ready(child_process& proc, const std::function<bool()>& ready,
   }
 }
 
+/// What one attempt to start a server (`program`: redis-server, postgres)
+/// came to, from how waiting for it ended: caf::none when it is ready; an
+/// error `code` when it was interrupted or did not get ready in time (both
+/// after `stop()`), or when it exited; nullopt when it exited because another
+/// process took its free port meanwhile and attempts are left (start it
+/// again on another port). `not_ready` says what did not happen in time.
+std::optional<caf::error> start_result(wait_outcome outcome, int attempt, ec code,
+                                       const std::string& program, child_process& proc,
+                                       const std::string& log_path,
+                                       const std::string& not_ready,
+                                       const std::function<void()>& stop) {
+  switch (outcome) {
+    case wait_outcome::ready:
+      return caf::error{};
+    case wait_outcome::interrupted:
+      stop();
+      return make_error(code, "interrupted while " + program + " started");
+    case wait_outcome::timed_out:
+      stop();
+      return make_error(code, with_log(not_ready, log_path));
+    case wait_outcome::exited:
+      break;
+  }
+  if (attempt < port_attempts && lost_port_race(log_path))
+    return std::nullopt;
+  return make_error(code, with_log(program + " " + child_process::describe(*proc.exit_status())
+                                     + " right after it started",
+                                   log_path));
+}
+
 std::string stop_line(const char* what, pid_t pid, const std::optional<child_process::stop_result>& r,
                       const char* sig_name, std::chrono::milliseconds grace) {
   if (!r)
@@ -127,27 +157,15 @@ caf::error embedded_redis::start(const std::string& binary, const std::string& d
       auto r = c.command({"PING"});
       return r && r->str == "PONG";
     };
-    switch (wait_ready(proc_, ping, t.ready, interrupted)) {
-      case wait_outcome::ready:
-        return caf::none;
-      case wait_outcome::interrupted:
-        stop();
-        return make_error(ec::redis_unavailable, "interrupted while redis-server started");
-      case wait_outcome::timed_out:
-        stop();
-        return make_error(ec::redis_unavailable,
-                          with_log("redis-server on 127.0.0.1:" + std::to_string(port_)
-                                     + " did not answer PING within "
-                                     + std::to_string(t.ready.count()) + " ms",
-                                   log_path_));
-      case wait_outcome::exited:
-        if (attempt < port_attempts && lost_port_race(log_path_))
-          continue;
-        return make_error(ec::redis_unavailable,
-                          with_log("redis-server " + child_process::describe(*proc_.exit_status())
-                                     + " right after it started",
-                                   log_path_));
-    }
+    auto result = start_result(wait_ready(proc_, ping, t.ready, interrupted), attempt,
+                               ec::redis_unavailable, "redis-server", proc_, log_path_,
+                               "redis-server on 127.0.0.1:" + std::to_string(port_)
+                                 + " did not answer PING within "
+                                 + std::to_string(t.ready.count()) + " ms",
+                               [this] { stop(); });
+    if (result)
+      return *result; // ready, or the error
+    // The port was taken meanwhile: again on another one.
   }
 }
 
@@ -222,27 +240,15 @@ caf::error embedded_postgres::start(const postgres_binaries& bin, const std::str
                               nullptr};
       return PQpingParams(keys, values, 0) == PQPING_OK;
     };
-    switch (wait_ready(proc_, ping, t.ready, interrupted)) {
-      case wait_outcome::ready:
-        return caf::none;
-      case wait_outcome::interrupted:
-        stop();
-        return make_error(ec::pg_connect_failed, "interrupted while postgres started");
-      case wait_outcome::timed_out:
-        stop();
-        return make_error(ec::pg_connect_failed,
-                          with_log("postgres on port " + port_text + " did not accept "
-                                   "connections within "
-                                     + std::to_string(t.ready.count()) + " ms",
-                                   log_path_));
-      case wait_outcome::exited:
-        if (attempt < port_attempts && lost_port_race(log_path_))
-          continue;
-        return make_error(ec::pg_connect_failed,
-                          with_log("postgres " + child_process::describe(*proc_.exit_status())
-                                     + " right after it started",
-                                   log_path_));
-    }
+    auto result = start_result(wait_ready(proc_, ping, t.ready, interrupted), attempt,
+                               ec::pg_connect_failed, "postgres", proc_, log_path_,
+                               "postgres on port " + port_text
+                                 + " did not accept connections within "
+                                 + std::to_string(t.ready.count()) + " ms",
+                               [this] { stop(); });
+    if (result)
+      return *result; // ready, or the error
+    // The port was taken meanwhile: again on another one.
   }
 }
 

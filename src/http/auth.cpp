@@ -4,6 +4,7 @@
 
 #include "messages/error.hpp"
 #include "src/job/parse.hpp"
+#include "src/job/text.hpp"
 #include "src/redis/keys.hpp"
 
 namespace batchq::http {
@@ -18,14 +19,6 @@ bool iequals_prefix(std::string_view text, std::string_view prefix) {
         != std::tolower(static_cast<unsigned char>(prefix[i])))
       return false;
   return true;
-}
-
-std::string_view trim(std::string_view x) {
-  while (!x.empty() && std::isspace(static_cast<unsigned char>(x.front())))
-    x.remove_prefix(1);
-  while (!x.empty() && std::isspace(static_cast<unsigned char>(x.back())))
-    x.remove_suffix(1);
-  return x;
 }
 
 /// A non-empty string field of `fields`, or "".
@@ -100,9 +93,9 @@ std::optional<std::string> base64_decode(std::string_view text) {
 
 presented_key find_key(const std::string& authorization, const nlohmann::json& fields,
                        const std::string& user) {
-  auto auth = trim(authorization);
+  auto auth = job::trim(authorization);
   if (iequals_prefix(auth, "basic ")) {
-    auto decoded = base64_decode(trim(auth.substr(6)));
+    auto decoded = base64_decode(job::trim(auth.substr(6)));
     if (decoded) {
       auto colon = decoded->find(':');
       if (colon != std::string::npos && decoded->substr(0, colon) == user
@@ -110,7 +103,7 @@ presented_key find_key(const std::string& authorization, const nlohmann::json& f
         return {decoded->substr(colon + 1), "basic"};
     }
   } else if (iequals_prefix(auth, "bearer ")) {
-    auto token = trim(auth.substr(7));
+    auto token = job::trim(auth.substr(7));
     if (!token.empty())
       return {std::string{token}, "bearer"};
   }

@@ -1,6 +1,7 @@
 #include "src/job/parse.hpp"
 
 #include "src/job/form.hpp"
+#include "src/job/text.hpp"
 
 #include <cctype>
 #include <cmath>
@@ -154,14 +155,6 @@ result<void> read_job_fallbacks(const json& obj, const std::string& prefix, job_
   out.onsuccess = *onsuccess;
   out.onerror = *onerror;
   return {};
-}
-
-std::string_view trim(std::string_view x) {
-  while (!x.empty() && std::isspace(static_cast<unsigned char>(x.front())))
-    x.remove_prefix(1);
-  while (!x.empty() && std::isspace(static_cast<unsigned char>(x.back())))
-    x.remove_suffix(1);
-  return x;
 }
 
 bool media_type_is(std::string_view content_type, std::string_view expected) {

@@ -318,24 +318,39 @@ caf::expected<std::vector<std::string>> queued_users(client& c) {
   return strings(c.command({"SMEMBERS", str(keys::queue_index)}));
 }
 
-caf::expected<std::vector<std::string>> scan_queue_users(client& c) {
-  std::vector<std::string> users;
-  std::string cursor = "0";
-  const std::string pattern = str(keys::queue_prefix) + "*";
+caf::expected<std::vector<std::string>> scan_keys(client& c, const std::string& pattern,
+                                                  const std::string& type) {
+  std::vector<std::string> argv{"SCAN", "0", "MATCH", pattern, "COUNT", "1000"};
+  if (!type.empty()) {
+    argv.push_back("TYPE");
+    argv.push_back(type);
+  }
+  std::vector<std::string> found;
   do {
-    auto r = c.command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000", "TYPE", "list"});
+    auto r = c.command(argv);
     if (!r)
       return std::move(r.error());
     if (!r->is_array() || r->elements.size() != 2)
       return make_error(ec::redis_error, "unexpected SCAN reply: " + r->to_string());
-    cursor = r->elements[0].str;
+    argv[1] = r->elements[0].str; // the next cursor; "0" when the scan is complete
     for (const auto& k : r->elements[1].elements)
-      if (auto u = keys::user_of_queue(k.str))
-        users.push_back(std::move(*u));
-  } while (cursor != "0");
-  // SCAN may return a key more than once.
-  std::sort(users.begin(), users.end());
-  users.erase(std::unique(users.begin(), users.end()), users.end());
+      found.push_back(k.str);
+  } while (argv[1] != "0");
+  std::sort(found.begin(), found.end());
+  found.erase(std::unique(found.begin(), found.end()), found.end());
+  return found;
+}
+
+caf::expected<std::vector<std::string>> scan_queue_users(client& c) {
+  auto queues = scan_keys(c, str(keys::queue_prefix) + "*", "list");
+  if (!queues)
+    return std::move(queues.error());
+  // The keys are sorted and share the prefix, so the users come out sorted
+  // and each once.
+  std::vector<std::string> users;
+  for (const auto& k : *queues)
+    if (auto u = keys::user_of_queue(k))
+      users.push_back(std::move(*u));
   return users;
 }
 

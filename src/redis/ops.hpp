@@ -188,8 +188,15 @@ caf::expected<std::optional<field_map>> read_job(client& c, const std::string& j
 /// SMEMBERS batch:indexes:queue (users said to have queued jobs).
 caf::expected<std::vector<std::string>> queued_users(client& c);
 
-/// Users that own a non-empty batch:queue:{user} list, found with SCAN
-/// (1 round trip per 1000 keys scanned).
+/// Every key matching the glob `pattern` (escape literal parts with
+/// keys::escape_glob), and only keys of Redis type `type` when it is not
+/// empty ("list", "hash", ...), found with SCAN to the end: 1 round trip per
+/// 1000 keys scanned. Sorted, each key once (SCAN may return a key twice).
+caf::expected<std::vector<std::string>> scan_keys(client& c, const std::string& pattern,
+                                                  const std::string& type = "");
+
+/// Users that own a non-empty batch:queue:{user} list, found with scan_keys
+/// (1 round trip per 1000 keys scanned); sorted, each once.
 caf::expected<std::vector<std::string>> scan_queue_users(client& c);
 
 /// scan_queue_users, then SADD them all to batch:indexes:queue (SPEC §2

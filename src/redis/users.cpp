@@ -35,25 +35,6 @@ std::string random_id() {
   return std::to_string(dist(rd));
 }
 
-/// SCAN MATCH `pattern` to the end; every key found, deduplicated.
-caf::expected<std::vector<std::string>> scan_all(client& c, const std::string& pattern) {
-  std::vector<std::string> found;
-  std::string cursor = "0";
-  do {
-    auto r = c.command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
-    if (!r)
-      return std::move(r.error());
-    if (!r->is_array() || r->elements.size() != 2)
-      return make_error(ec::redis_error, "unexpected SCAN reply: " + r->to_string());
-    cursor = r->elements[0].str;
-    for (const auto& k : r->elements[1].elements)
-      found.push_back(k.str);
-  } while (cursor != "0");
-  std::sort(found.begin(), found.end());
-  found.erase(std::unique(found.begin(), found.end()), found.end());
-  return found;
-}
-
 /// Runs `commands` inside MULTI/EXEC in one pipeline; fails if any is refused.
 caf::expected<void> transaction(client& c, std::vector<std::vector<std::string>> commands) {
   commands.insert(commands.begin(), {"MULTI"});
@@ -105,7 +86,7 @@ caf::expected<std::string> add_user(client& metadata, const user_account& accoun
 
 caf::expected<std::vector<std::string>> list_users(client& metadata) {
   const std::string prefix = keys::rails_user("");
-  auto found = scan_all(metadata, keys::escape_glob(prefix) + "*");
+  auto found = scan_keys(metadata, keys::escape_glob(prefix) + "*");
   if (!found)
     return found;
   std::vector<std::string> users;
@@ -117,7 +98,7 @@ caf::expected<std::vector<std::string>> list_users(client& metadata) {
 
 caf::expected<bool> remove_user(client& metadata, const std::string& user) {
   auto user_key = keys::rails_user(user);
-  auto api_keys = scan_all(metadata, keys::escape_glob(keys::api_key(user, "")) + "*");
+  auto api_keys = scan_keys(metadata, keys::escape_glob(keys::api_key(user, "")) + "*");
   if (!api_keys)
     return std::move(api_keys.error());
   std::vector<std::string> del{"DEL", user_key};

@@ -30,7 +30,7 @@ std::string submit(account& a, const api_node& node, const std::string& sql) {
 }
 
 std::string write_file(const std::string& text) {
-  auto path = temp_path("batchq_job") + ".json";
+  auto path = temp_path("batchq_job", ".json");
   std::ofstream{path} << text;
   return path;
 }

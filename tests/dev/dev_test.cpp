@@ -7,19 +7,14 @@
 //
 // Each test starts its own `batchq dev` on free ports, so tests may run in
 // parallel. Every wait is bounded and polls.
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <functional>
+#include <map>
 #include <optional>
 #include <regex>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -27,54 +22,23 @@
 
 #include "src/redis/client.hpp"
 #include "src/redis/keys.hpp"
+#include "tests/support/process.hpp"
 #include "tests/support/test_env.hpp"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-extern char** environ;
-
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
-using clock_type = std::chrono::steady_clock;
+using batchq::test::free_port;
+using batchq::test::read_text;
+using batchq::test::wait_until;
 
 namespace {
-
-bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
-                std::chrono::milliseconds every = 20ms) {
-  auto deadline = clock_type::now() + timeout;
-  for (;;) {
-    if (pred())
-      return true;
-    if (clock_type::now() >= deadline)
-      return false;
-    std::this_thread::sleep_for(every);
-  }
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in{path};
-  return {std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
-}
-
-/// A port nothing listens on right now.
-uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 /// Whether process `pid` exists (a zombie counts as gone: it runs nothing).
 bool process_alive(pid_t pid) {
@@ -122,41 +86,22 @@ std::string shell(const std::string& command_line, int* status = nullptr) {
 }
 
 /// `batchq dev <args>` with stdout and stderr in separate files and an
-/// environment without the BATCHQ_TEST_* servers (plus `env_extra`).
+/// environment without any BATCHQ_* variable (so without the BATCHQ_TEST_*
+/// servers), with `env_extra` set.
 class dev_process {
 public:
-  dev_process(std::vector<std::string> args, std::vector<std::string> env_extra = {}) {
-    static int counter = 0;
-    auto stem = "/tmp/batchq-dev-test-" + std::to_string(::getpid()) + "-"
-                + std::to_string(++counter);
-    out_path_ = stem + ".out";
-    err_path_ = stem + ".err";
-    std::vector<std::string> argv{BATCHQ_BINARY, "dev"};
+  dev_process(std::vector<std::string> args, std::map<std::string, std::string> env_extra = {}) {
+    std::vector<std::string> argv{batchq::test::batchq_binary(), "dev"};
     argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<std::string> env = env_extra;
-    auto overridden = [&](const char* var) {
-      for (const auto& x : env_extra)
-        if (std::strncmp(var, x.c_str(), x.find('=') + 1) == 0)
-          return true;
-      return false;
-    };
-    for (char** e = environ; *e != nullptr; ++e)
-      if (std::strncmp(*e, "BATCHQ_", 7) != 0 && !overridden(*e))
-        env.emplace_back(*e);
-
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, 2, err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    auto cv = pointers(argv);
-    auto ev = pointers(env);
-    if (posix_spawn(&pid_, argv[0].c_str(), &fa, nullptr, cv.data(), ev.data()) != 0)
-      pid_ = -1;
-    posix_spawn_file_actions_destroy(&fa);
-    EXPECT_GT(pid_, 0) << "cannot start " << BATCHQ_BINARY;
+    batchq::test::child_io io;
+    io.out = batchq::test::temp_path("batchq_dev_test", ".out");
+    io.err = batchq::test::temp_path("batchq_dev_test", ".err");
+    io.env = batchq::test::environment_without_batchq(env_extra, /*keep_test_servers=*/false);
+    proc_.start(argv, io);
   }
 
+  /// Stops it like Ctrl-C (SIGKILL after 30 s); shows its output when the
+  /// test failed.
   ~dev_process() {
     if (running()) {
       signal(SIGINT);
@@ -167,33 +112,17 @@ public:
     }
     if (::testing::Test::HasFailure())
       std::cerr << "---- batchq dev stdout:\n" << out() << "---- stderr:\n" << err() << "----\n";
-    std::remove(out_path_.c_str());
-    std::remove(err_path_.c_str());
+    std::remove(proc_.output_path().c_str());
+    std::remove(proc_.error_path().c_str());
   }
 
-  std::string out() const { return read_text(out_path_); }
-  std::string err() const { return read_text(err_path_); }
-
-  void signal(int sig) {
-    if (pid_ > 0 && !code_)
-      ::kill(pid_, sig);
-  }
-
+  std::string out() const { return proc_.output(); }
+  std::string err() const { return proc_.error_output(); }
+  void signal(int sig) { proc_.signal(sig); }
   std::optional<int> wait_exit(std::chrono::milliseconds timeout) {
-    wait_until(
-      [&] {
-        if (code_ || pid_ <= 0)
-          return true;
-        int st = 0;
-        if (::waitpid(pid_, &st, WNOHANG) == pid_)
-          code_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        return code_.has_value();
-      },
-      timeout, 10ms);
-    return code_;
+    return proc_.wait_exit(timeout);
   }
-
-  bool running() { return pid_ > 0 && !wait_exit(0ms); }
+  bool running() { return proc_.running(); }
 
   /// Waits for the banner's last line; false when it exited or took too long.
   bool wait_banner(std::chrono::milliseconds timeout = 60s) {
@@ -229,17 +158,7 @@ public:
   }
 
 private:
-  static std::vector<char*> pointers(std::vector<std::string>& v) {
-    std::vector<char*> p;
-    for (auto& s : v)
-      p.push_back(s.data());
-    p.push_back(nullptr);
-    return p;
-  }
-
-  pid_t pid_ = -1;
-  std::optional<int> code_;
-  std::string out_path_, err_path_;
+  batchq::test::child proc_;
 };
 
 /// What a stopped `batchq dev` must have left: nothing.
@@ -407,7 +326,7 @@ TEST(batchq_dev, AGivenRedisIsUsedInsteadOfAnEmbeddedOneAndTheDemoUserLeavesItOn
 
 TEST(batchq_dev, AMissingRedisServerExitsOneWithTheAptGetLine) {
   dev_process dev{{"--http.port=" + std::to_string(free_port())},
-                  {"BATCHQ_REDIS_SERVER=/nonexistent/redis-server"}};
+                  {{"BATCHQ_REDIS_SERVER", "/nonexistent/redis-server"}}};
   auto code = dev.wait_exit(30s);
   ASSERT_TRUE(code);
   EXPECT_EQ(*code, 1);
@@ -421,7 +340,7 @@ TEST(batchq_dev, RedisServerMissingFromPathExitsOneWithTheAptGetLine) {
   // A PATH with the basic tools but no redis-server.
   fs::path bin = "/tmp/batchq-dev-test-path-" + std::to_string(::getpid());
   fs::create_directories(bin);
-  dev_process dev{{"--http.port=" + std::to_string(free_port())}, {"PATH=" + bin.string()}};
+  dev_process dev{{"--http.port=" + std::to_string(free_port())}, {{"PATH", bin.string()}}};
   auto code = dev.wait_exit(30s);
   fs::remove_all(bin);
   ASSERT_TRUE(code);
@@ -431,7 +350,7 @@ TEST(batchq_dev, RedisServerMissingFromPathExitsOneWithTheAptGetLine) {
 
 TEST(batchq_dev, MissingPostgresBinariesExitOneWithTheAptGetLine) {
   dev_process dev{{"--http.port=" + std::to_string(free_port())},
-                  {"BATCHQ_PG_BINDIR=/nonexistent/bin"}};
+                  {{"BATCHQ_PG_BINDIR", "/nonexistent/bin"}}};
   auto code = dev.wait_exit(30s);
   ASSERT_TRUE(code);
   EXPECT_EQ(*code, 1);

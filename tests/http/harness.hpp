@@ -10,7 +10,8 @@
 //    records; deletes the users, their keys, their jobs (found through the
 //    job index), queues and idempotency keys at the end.
 //  - `call()`: one HTTP request, with the answer's status, headers and JSON.
-// Reuses tests/serve/harness.hpp (child processes, waits, the SQL helper).
+// Child processes, waits and free ports come from tests/support/process.hpp;
+// tests/serve/harness.hpp gives the SQL helper (serve::sql).
 //
 // Every node here serves every user of DB `batch_db`, so ctest runs these
 // tests one at a time (RESOURCE_LOCK in CMakeLists.txt).
@@ -18,43 +19,20 @@
 // Thread safety: none; one test thread.
 #pragma once
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
 #include "src/redis/users.hpp"
 #include "tests/serve/harness.hpp"
+#include "tests/support/process.hpp"
 
 namespace batchq::test::http_api {
 
 using namespace std::chrono_literals;
-using serve::clock;
-using serve::wait_until;
 using nlohmann::json;
 
 /// Redis DB of the job keys for every node and helper in this executable.
 inline constexpr int batch_db = 14;
-
-/// A loopback TCP port nobody listens on right now (the kernel's pick).
-inline uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  uint16_t port = 0;
-  if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0
-      && ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
-    port = ntohs(addr.sin_port);
-  if (fd >= 0)
-    ::close(fd);
-  EXPECT_NE(port, 0) << "no free port";
-  return port;
-}
 
 /// One HTTP answer.
 struct answer {
@@ -87,7 +65,7 @@ public:
   /// last (they win), e.g. --redis.port=... for an unreachable Redis.
   explicit api_node(const std::string& mode = "", std::vector<std::string> extra = {})
     : id_(unique_name("http_node")), port_(free_port()) {
-    std::vector<std::string> argv{serve::batchq_binary(), "serve"};
+    std::vector<std::string> argv{batchq_binary(), "serve"};
     if (!mode.empty())
       argv.push_back(mode);
     argv.push_back("--redis.host=127.0.0.1");
@@ -100,28 +78,12 @@ public:
     argv.push_back("--batch.sweep-interval=3600");
     for (auto& f : extra)
       argv.push_back(f);
-    started_ = proc_.start(argv, serve::temp_path("batchq_http_node"));
+    started_ = proc_.start(argv, temp_path("batchq_http_node"));
   }
 
-  ~api_node() {
-    if (proc_.running()) {
-      proc_.signal(SIGTERM);
-      auto code = proc_.wait_exit(30s);
-      if (!code) {
-        ADD_FAILURE() << "node " << id_ << " did not exit within 30 s of SIGTERM";
-        proc_.signal(SIGKILL);
-        proc_.wait_exit(5s);
-      } else if (*code != 0) {
-        ADD_FAILURE() << "node " << id_ << " exited with status " << *code << " after SIGTERM";
-      }
-    }
-    if (!::testing::Test::HasFailure())
-      std::remove(proc_.output_path().c_str());
-    else
-      std::cerr << "---- batchq serve " << id_ << " (" << proc_.output_path()
-                << "), last lines:\n"
-                << serve::tail(proc_.output()) << "\n---- end of " << id_ << "\n";
-  }
+  /// A node still running is stopped with SIGTERM and must exit 0 (see
+  /// stop_serve_node).
+  ~api_node() { stop_serve_node(proc_, id_); }
 
   /// Waits until `path` answers 200 (/ready: Redis answers and, with a
   /// worker, the subscriber listens). False when the node exited or the time
@@ -155,7 +117,7 @@ public:
 private:
   std::string id_;
   uint16_t port_;
-  serve::child proc_;
+  child proc_;
   bool started_ = false;
 };
 

@@ -14,9 +14,9 @@
 #include "tests/http/harness.hpp"
 
 using namespace batchq;
+using namespace batchq::test;
 using namespace batchq::test::http_api;
 using namespace std::chrono_literals;
-using batchq::test::unique_name;
 
 namespace {
 

@@ -468,6 +468,38 @@ TEST(RedisJobs, RebuildIndexFindsQueuesMissingFromTheIndex) {
   EXPECT_NE(std::find(indexed.begin(), indexed.end(), u.name), indexed.end());
 }
 
+TEST(RedisJobs, ScanKeysFindsEveryMatchingKeyOnceOverSeveralRoundTripsAndFiltersByType) {
+  client c{test_endpoint()};
+  ASSERT_FALSE(c.ensure_connected());
+  // 2500 strings and one list under a prefix of their own: several SCAN pages.
+  auto prefix = batchq::test::unique_name("rt_scan") + ":";
+  std::vector<std::vector<std::string>> sets;
+  std::vector<std::string> want;
+  for (int i = 0; i < 2500; ++i) {
+    want.push_back(prefix + std::to_string(i));
+    sets.push_back({"SET", want.back(), "x"});
+  }
+  auto list_key = prefix + "list";
+  want.push_back(list_key);
+  sets.push_back({"RPUSH", list_key, "x"});
+  ASSERT_TRUE(c.pipeline(sets));
+  std::sort(want.begin(), want.end());
+
+  auto before = c.round_trips();
+  auto all = scan_keys(c, keys::escape_glob(prefix) + "*");
+  auto trips = c.round_trips() - before;
+  auto lists = scan_keys(c, keys::escape_glob(prefix) + "*", "list");
+  std::vector<std::string> del{"DEL"};
+  del.insert(del.end(), want.begin(), want.end());
+  must(c, del);
+
+  ASSERT_TRUE(all) << message_of(all.error());
+  EXPECT_EQ(*all, want);
+  EXPECT_GT(trips, 1u) << "one SCAN page cannot hold 2501 keys at COUNT 1000";
+  ASSERT_TRUE(lists) << message_of(lists.error());
+  EXPECT_EQ(*lists, std::vector<std::string>{list_key});
+}
+
 TEST(RedisJobs, RemoveFromWipDropsAnOrphanedEntryWhoseHashIsGone) {
   scoped_user u{"rt_orphan"};
   auto id = create(u);

@@ -13,6 +13,7 @@
 //    hashes, bounded waits polling every 20 ms) that delete every key they
 //    created.
 //  - `sql`: one libpqxx connection to the test cluster's `postgres` database.
+// Child processes, waits and temporary files come from tests/support/process.hpp.
 //
 // The tests of one executable share Redis DB `batch_db` (no other suite uses
 // it) and ctest runs them one at a time (RESOURCE_LOCK in CMakeLists.txt):
@@ -23,22 +24,11 @@
 #pragma once
 
 #include <chrono>
-#include <cstdio>
-#include <fstream>
-#include <functional>
 #include <map>
 #include <optional>
 #include <set>
-#include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
-
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <gtest/gtest.h>
 #include <pqxx/pqxx>
@@ -49,14 +39,12 @@
 #include "src/redis/client.hpp"
 #include "src/redis/keys.hpp"
 #include "src/redis/ops.hpp"
+#include "tests/support/process.hpp"
 #include "tests/support/test_env.hpp"
-
-extern char** environ;
 
 namespace batchq::test::serve {
 
 using namespace std::chrono_literals;
-using clock = std::chrono::steady_clock;
 
 /// Redis DB of the job keys for every node and helper in this executable.
 inline constexpr int batch_db = 13;
@@ -64,115 +52,6 @@ inline constexpr int batch_db = 13;
 inline constexpr int meta_db = 5;
 /// Redis DB of `limits:batch:{user}` (the metadata DB, as CARTO reads it).
 inline constexpr int limits_db = meta_db;
-
-inline std::string batchq_binary() { return BATCHQ_BINARY; }
-
-/// Polls `pred` every `every` until it holds or `timeout` runs out.
-inline bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
-                       std::chrono::milliseconds every = 20ms) {
-  auto deadline = clock::now() + timeout;
-  for (;;) {
-    if (pred())
-      return true;
-    if (clock::now() >= deadline)
-      return false;
-    std::this_thread::sleep_for(every);
-  }
-}
-
-inline std::string read_text(const std::string& path) {
-  std::ifstream in{path};
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-/// The last `max_lines` lines of `text`.
-inline std::string tail(const std::string& text, size_t max_lines = 150) {
-  size_t pos = text.size();
-  size_t lines = 0;
-  while (pos > 0 && lines <= max_lines) {
-    pos = text.rfind('\n', pos - 1);
-    if (pos == std::string::npos) {
-      pos = 0;
-      break;
-    }
-    ++lines;
-  }
-  return text.substr(pos);
-}
-
-/// A child process with stdout and stderr going to one file.
-class child {
-public:
-  child() = default;
-  child(const child&) = delete;
-  child& operator=(const child&) = delete;
-  ~child() {
-    if (pid_ > 0 && !exit_code_) {
-      ::kill(pid_, SIGKILL);
-      int st = 0;
-      ::waitpid(pid_, &st, 0);
-    }
-  }
-
-  /// Starts `args` (args[0] = program path). Returns false when it cannot spawn.
-  bool start(const std::vector<std::string>& args, const std::string& output_path) {
-    output_path_ = output_path;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, output_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                     0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    std::vector<char*> argv;
-    for (const auto& a : args)
-      argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    int rc = posix_spawn(&pid_, args[0].c_str(), &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) {
-      pid_ = -1;
-      return false;
-    }
-    return true;
-  }
-
-  /// The exit status (128 + signal when killed by one) once the process ended
-  /// within `timeout`; nullopt while it still runs.
-  std::optional<int> wait_exit(std::chrono::milliseconds timeout) {
-    if (exit_code_ || pid_ <= 0)
-      return exit_code_;
-    wait_until(
-      [&] {
-        int st = 0;
-        pid_t r = ::waitpid(pid_, &st, WNOHANG);
-        if (r == pid_)
-          exit_code_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        return exit_code_.has_value();
-      },
-      timeout, 10ms);
-    return exit_code_;
-  }
-
-  bool running() { return pid_ > 0 && !wait_exit(0ms); }
-  void signal(int sig) {
-    if (pid_ > 0 && !exit_code_)
-      ::kill(pid_, sig);
-  }
-  pid_t pid() const { return pid_; }
-  std::string output() const { return read_text(output_path_); }
-  const std::string& output_path() const { return output_path_; }
-
-private:
-  pid_t pid_ = -1;
-  std::optional<int> exit_code_;
-  std::string output_path_;
-};
-
-inline std::string temp_path(const std::string& stem) {
-  return "/tmp/" + unique_name(stem) + ".log";
-}
 
 /// The flags pointing any batchq command at the test Redis (DB batch_db).
 inline std::vector<std::string> redis_flags() {
@@ -191,21 +70,11 @@ inline command_result run_batchq(const std::vector<std::string>& args,
                                  std::chrono::milliseconds timeout = 30s) {
   std::vector<std::string> argv{batchq_binary()};
   argv.insert(argv.end(), args.begin(), args.end());
-  auto path = temp_path("batchq_cmd");
-  command_result res;
-  auto t0 = clock::now();
-  {
-    child c;
-    if (!c.start(argv, path)) {
-      ADD_FAILURE() << "cannot start " << batchq_binary();
-      return res;
-    }
-    res.exit_code = c.wait_exit(timeout);
-    res.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - t0);
-  }
-  res.output = read_text(path);
-  std::remove(path.c_str());
-  return res;
+  run_options opts;
+  opts.merge_stderr = true;
+  opts.timeout = timeout;
+  auto r = run_to_end(argv, opts);
+  return {r.exit_code, std::move(r.out), r.elapsed};
 }
 
 /// `batchq serve --worker-only` on the test servers.
@@ -227,26 +96,9 @@ public:
     started_ = proc_.start(argv, temp_path("batchq_serve"));
   }
 
-  /// A node still running is stopped with SIGTERM and must exit 0 (a clean
-  /// drain; under ASan also no leak or memory error).
-  ~serve_node() {
-    if (proc_.running()) {
-      proc_.signal(SIGTERM);
-      auto code = proc_.wait_exit(30s);
-      if (!code) {
-        ADD_FAILURE() << "node " << id_ << " did not exit within 30 s of SIGTERM";
-        proc_.signal(SIGKILL);
-        proc_.wait_exit(5s);
-      } else if (*code != 0) {
-        ADD_FAILURE() << "node " << id_ << " exited with status " << *code << " after SIGTERM";
-      }
-    }
-    if (!::testing::Test::HasFailure())
-      std::remove(proc_.output_path().c_str());
-    else
-      std::cerr << "---- batchq serve " << id_ << " (" << proc_.output_path() << "), last lines:\n"
-                << tail(proc_.output()) << "\n---- end of " << id_ << "\n";
-  }
+  /// A node still running is stopped with SIGTERM and must exit 0 (see
+  /// stop_serve_node).
+  ~serve_node() { stop_serve_node(proc_, id_); }
 
   /// Waits until the node registered `batch:nodes:{id}` (it does so once its
   /// subscriber is listening). False when it exited or the time ran out.

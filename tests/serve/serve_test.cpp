@@ -17,6 +17,7 @@
 #include "tests/serve/harness.hpp"
 
 using namespace batchq;
+using namespace batchq::test;
 using namespace batchq::test::serve;
 using namespace std::chrono_literals;
 
