@@ -39,29 +39,6 @@ public:
 
 } // namespace
 
-caf::expected<settings> load_config(config& cfg, const std::string& config_file,
-                                    const std::vector<std::string>& flags) {
-  for (const auto& f : flags)
-    if (f.size() < 3 || f.compare(0, 2, "--") != 0)
-      return make_error(ec::invalid_config, "unexpected argument '" + f
-                                              + "' (configuration flags look like "
-                                                "--section.key=value)");
-  std::stringstream ini;
-  if (!config_file.empty()) {
-    std::ifstream in{config_file};
-    if (!in)
-      return make_error(ec::invalid_config, "cannot read config file '" + config_file + "'");
-    ini << in.rdbuf();
-  }
-  if (auto err = cfg.parse(flags, ini)) {
-    auto text = caf::actor_system_config::render(err);
-    return make_error(ec::invalid_config, "bad configuration (" + text
-                                            + "); flags must be --section.key=value with a known "
-                                              "key, see --help");
-  }
-  return cfg.validate();
-}
-
 caf::expected<settings> load_node_config(config& cfg, const std::string& config_file,
                                          const std::vector<std::string>& flags) {
   register_types(cfg);

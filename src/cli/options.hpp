@@ -16,13 +16,6 @@
 
 namespace batchq::cli {
 
-/// Loads `config_file` (when not empty) and `flags` (each `--section.key=value`,
-/// or any other CAF option such as `--scheduler.max-threads=4`) into `cfg` and
-/// validates the result. Errors (ec::invalid_config) carry a message fit for a
-/// person: an unreadable file, an unknown option, a value out of range.
-caf::expected<settings> load_config(config& cfg, const std::string& config_file,
-                                    const std::vector<std::string>& flags);
-
 /// What every command that starts an actor system does first: registers
 /// batchq's message types, loads the io middleman, load_config(), and sets
 /// the cluster protocol identifier (`middleman.app-identifiers`).

@@ -1,6 +1,8 @@
 #include "src/config/settings.hpp"
 
+#include <fstream>
 #include <regex>
+#include <sstream>
 
 #include <unistd.h>
 
@@ -124,6 +126,14 @@ std::vector<std::string> config::option_names() const {
   return out;
 }
 
+bool config::is_flag(const std::string& name) const {
+  for (const auto& opt : custom_options_)
+    if (is_batchq_section(opt.category()) && opt.is_flag()
+        && std::string{opt.full_name().begin(), opt.full_name().end()} == name)
+      return true;
+  return false;
+}
+
 const char* to_string(on_node_loss x) {
   return x == on_node_loss::fail ? "fail" : "requeue";
 }
@@ -133,6 +143,48 @@ std::string default_node_id() {
   if (gethostname(host, sizeof(host) - 1) != 0)
     host[0] = '\0';
   return std::string{host[0] ? host : "node"} + "-" + std::to_string(getpid());
+}
+
+caf::expected<settings> load_config(config& cfg, const std::string& config_file,
+                                    const std::vector<std::string>& flags) {
+  for (const auto& f : flags)
+    if (f.size() < 3 || f.compare(0, 2, "--") != 0)
+      return make_error(ec::invalid_config, "unexpected argument '" + f
+                                              + "' (configuration flags look like "
+                                                "--section.key=value)");
+  std::stringstream ini;
+  if (!config_file.empty()) {
+    std::ifstream in{config_file};
+    if (!in)
+      return make_error(ec::invalid_config, "cannot read config file '" + config_file + "'");
+    ini << in.rdbuf();
+  }
+  // CAF's command line takes a boolean option only as a bare flag; every other
+  // key is --section.key=value, so `--api.allow-regular-keys=true|false` is
+  // accepted too: it goes after the file's text as INI, where the later value
+  // wins (flag > file, as for any other key).
+  std::vector<std::string> rest;
+  for (const auto& f : flags) {
+    auto eq = f.find('=');
+    auto dot = f.find('.');
+    if (eq != std::string::npos && dot != std::string::npos && dot < eq) {
+      auto name = f.substr(2, eq - 2);
+      auto value = f.substr(eq + 1);
+      if ((value == "true" || value == "false") && cfg.is_flag(name)) {
+        ini << "\n[" << name.substr(0, dot - 2) << "]\n" << name.substr(dot - 1) << '='
+            << value << '\n';
+        continue;
+      }
+    }
+    rest.push_back(f);
+  }
+  if (auto err = cfg.parse(rest, ini)) {
+    auto text = caf::actor_system_config::render(err);
+    return make_error(ec::invalid_config, "bad configuration (" + text
+                                            + "); flags must be --section.key=value with a known "
+                                              "key, see --help");
+  }
+  return cfg.validate();
 }
 
 } // namespace batchq

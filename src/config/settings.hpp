@@ -64,12 +64,23 @@ public:
   /// "section.key" of every batchq option (not CAF's own), in declaration order.
   std::vector<std::string> option_names() const;
 
+  /// True when "section.key" names one of batchq's boolean options (CAF's
+  /// command line takes those as bare flags only).
+  bool is_flag(const std::string& name) const;
+
 private:
   // Raw option storage, bound to CAF's option parser.
   settings raw_;
   std::string on_node_loss_;
   int64_t redis_port_ = 6379, http_port_ = 8080, cluster_port_ = 0, postgres_port_ = 5432;
 };
+
+/// Loads `config_file` (when not empty) and `flags` (each `--section.key=value`,
+/// or any other CAF option such as `--scheduler.max-threads=4`) into `cfg` and
+/// validates the result. Errors (ec::invalid_config) carry a message fit for a
+/// person: an unreadable file, an unknown option, a value out of range.
+caf::expected<settings> load_config(config& cfg, const std::string& config_file,
+                                    const std::vector<std::string>& flags);
 
 const char* to_string(on_node_loss x);
 

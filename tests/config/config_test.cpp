@@ -96,3 +96,49 @@ TEST(Config, UnknownFlagIsRefused) {
   auto err = cfg.parse(std::vector<std::string>{"--batch.capacty=3"}, ini);
   EXPECT_TRUE(err);
 }
+
+TEST(Config, LoadConfigTakesBooleanKeysAsFlagsOrWithTrueAndFalse) {
+  auto file = ::testing::TempDir() + "/batchq_bool_test.ini";
+  std::ofstream{file} << "[api]\nallow-regular-keys=true\n";
+  {
+    batchq::config cfg;
+    auto s = batchq::load_config(cfg, "", {"--api.allow-regular-keys=true"});
+    ASSERT_TRUE(s) << batchq::message_of(s.error());
+    EXPECT_TRUE(s->api_allow_regular_keys);
+  }
+  {
+    batchq::config cfg;
+    auto s = batchq::load_config(cfg, "", {"--api.allow-regular-keys"});
+    ASSERT_TRUE(s) << batchq::message_of(s.error());
+    EXPECT_TRUE(s->api_allow_regular_keys);
+  }
+  { // the flag wins over the file, as for every key
+    batchq::config cfg;
+    auto s = batchq::load_config(cfg, file, {"--api.allow-regular-keys=false", "--redis.port=7001"});
+    ASSERT_TRUE(s) << batchq::message_of(s.error());
+    EXPECT_FALSE(s->api_allow_regular_keys);
+    EXPECT_EQ(s->redis_port, 7001);
+  }
+  {
+    batchq::config cfg;
+    auto s = batchq::load_config(cfg, file, {});
+    ASSERT_TRUE(s) << batchq::message_of(s.error());
+    EXPECT_TRUE(s->api_allow_regular_keys);
+  }
+  {
+    batchq::config cfg;
+    auto s = batchq::load_config(cfg, "", {"--api.allow-regular-keys=maybe"});
+    EXPECT_FALSE(s);
+  }
+}
+
+TEST(Config, LoadConfigNamesAnUnreadableFileAndAStrayWord) {
+  batchq::config cfg;
+  auto s = batchq::load_config(cfg, "/nonexistent/batchq.ini", {});
+  ASSERT_FALSE(s);
+  EXPECT_EQ(batchq::message_of(s.error()), "cannot read config file '/nonexistent/batchq.ini'");
+  batchq::config cfg2;
+  auto t = batchq::load_config(cfg2, "", {"serve"});
+  ASSERT_FALSE(t);
+  EXPECT_NE(batchq::message_of(t.error()).find("unexpected argument 'serve'"), std::string::npos);
+}

@@ -197,7 +197,7 @@ TEST_F(http_test, NoKeyIs403AWrongKeyIs401AndNonMasterKeysAre403) {
 
 TEST_F(http_test, RegularKeysWithGrantsSqlAreAcceptedOnlyWhenAllowed) {
   // CAF's command line takes a boolean as a bare flag (the INI file: `=true`).
-  auto node = start("--api-only", {"--api.allow-regular-keys"});
+  auto node = start("--api-only", {"--api.allow-regular-keys=true"});
   auto user = acc.create_user();
   auto regular = acc.add_key(user, "regular", true, "analyst_role");
   auto a = post(*node, user, R"({"query":"select 1"})", "application/json", bearer(regular));
