@@ -10,7 +10,6 @@
 #include <grp.h>
 #include <pwd.h>
 #include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -157,12 +156,9 @@ caf::error child_process::spawn(const spawn_options& opts) {
     for (int sig = 1; sig < NSIG; ++sig)
       if (sig != SIGKILL && sig != SIGSTOP)
         ::sigaction(sig, &dfl, nullptr); // fails harmlessly for the RT signals glibc reserves
-    // The raw system call: under AddressSanitizer, fork's interceptor blocks
-    // every signal around fork and the intercepted sigprocmask does not undo
-    // it in the child, so the servers would start with all signals blocked.
     sigset_t none;
     sigemptyset(&none);
-    ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, _NSIG / 8);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
     if (::dup2(null_fd, 0) < 0 || ::dup2(log_fd, 1) < 0 || ::dup2(log_fd, 2) < 0)
       fail(step_fds);
     if (as_other) {
