@@ -270,7 +270,10 @@ TEST(dev_process, AChildRunsInItsOwnProcessGroupWithNoSignalBlocked) {
   dev::child_process p;
   dev::spawn_options o;
   o.argv = {"/bin/sh", "-c",
-            "echo pgid=$(cut -d' ' -f5 /proc/$$/stat); grep SigBlk /proc/$$/status"};
+            // `exec`: grep replaces the shell and reads its own mask. Reading
+            // the shell's from a second process raced with dash, which blocks
+            // every signal while it waits for a child.
+            "echo pgid=$(cut -d' ' -f5 /proc/$$/stat); exec grep SigBlk /proc/self/status"};
   o.log_path = log;
   auto err = p.spawn(o);
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
