@@ -31,18 +31,6 @@ std::string string_field(const nlohmann::json& fields, const char* name) {
   return it->get<std::string>();
 }
 
-std::optional<uint16_t> parse_port(const std::string& v) {
-  if (v.empty() || v.size() > 5)
-    return std::nullopt;
-  for (char c : v)
-    if (c < '0' || c > '9')
-      return std::nullopt;
-  auto p = std::stol(v);
-  if (p < 1 || p > 65535)
-    return std::nullopt;
-  return static_cast<uint16_t>(p);
-}
-
 } // namespace
 
 std::string user_of(const std::string& path_user, const std::string& host,
@@ -117,10 +105,9 @@ presented_key find_key(const std::string& authorization, const nlohmann::json& f
 
 caf::expected<account_lookup> read_account(redis::client& meta, const std::string& user,
                                            const std::string& key) {
-  std::vector<std::vector<std::string>> cmds{{"HGETALL", redis::keys::rails_user(user)}};
+  std::vector<std::vector<std::string>> cmds{redis::read_user_command(user)};
   if (!key.empty())
-    cmds.push_back({"HMGET", redis::keys::api_key(user, key), "user", "type", "grants_sql",
-                    "database_role"});
+    cmds.push_back(redis::read_api_key_command(user, key));
   auto r = meta.pipeline(cmds);
   if (!r)
     return std::move(r.error());
@@ -128,35 +115,19 @@ caf::expected<account_lookup> read_account(redis::client& meta, const std::strin
     if (x.is_error())
       return make_error(ec::redis_error, x.str);
   account_lookup out;
-  const auto& hash = (*r)[0];
-  if (hash.is_array() && !hash.elements.empty()) {
+  if (auto a = redis::user_from_reply(user, (*r)[0])) {
     caller c;
     c.user = user;
-    for (size_t i = 0; i + 1 < hash.elements.size(); i += 2) {
-      const auto& f = hash.elements[i].str;
-      const auto& v = hash.elements[i + 1].str;
-      if (f == "database_host")
-        c.database_host = v;
-      else if (f == "database_name")
-        c.database_name = v;
-      else if (f == "database_port")
-        c.database_port = parse_port(v); // unreadable: postgres.port applies
-    }
+    c.database_host = std::move(a->database_host);
+    c.database_name = std::move(a->database_name);
+    c.database_port = a->database_port; // unset: postgres.port applies
     out.account = std::move(c);
   }
   if (!key.empty()) {
-    const auto& k = (*r)[1];
-    if (!k.is_array() || k.elements.size() != 4)
-      return make_error(ec::redis_error, "unexpected HMGET reply: " + k.to_string());
-    const auto& e = k.elements;
-    if (!(e[0].is_nil() && e[1].is_nil() && e[2].is_nil() && e[3].is_nil())) {
-      redis::api_key_record rec;
-      rec.user = e[0].str;
-      rec.type = e[1].str;
-      rec.grants_sql = e[2].str == "true";
-      rec.database_role = e[3].str;
-      out.key = std::move(rec);
-    }
+    auto k = redis::api_key_from_reply((*r)[1]);
+    if (!k)
+      return std::move(k.error());
+    out.key = std::move(*k);
   }
   return out;
 }

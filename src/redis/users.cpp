@@ -113,45 +113,45 @@ caf::expected<bool> remove_user(client& metadata, const std::string& user) {
   return (*r)[0].integer == 1;
 }
 
-caf::expected<std::optional<user_account>> read_user(client& metadata, const std::string& user) {
-  auto r = metadata.command({"HGETALL", keys::rails_user(user)});
-  if (!r)
-    return std::move(r.error());
-  if (!r->is_array() || r->elements.empty())
-    return std::optional<user_account>{};
+std::vector<std::string> read_user_command(const std::string& user) {
+  return {"HGETALL", keys::rails_user(user)};
+}
+
+std::optional<user_account> user_from_reply(const std::string& user, const reply& r) {
+  if (!r.is_array() || r.elements.empty())
+    return std::nullopt;
   user_account a;
   a.user = user;
   a.database_host.clear();
-  for (size_t i = 0; i + 1 < r->elements.size(); i += 2) {
-    const auto& f = r->elements[i].str;
-    const auto& v = r->elements[i + 1].str;
+  for (size_t i = 0; i + 1 < r.elements.size(); i += 2) {
+    const auto& f = r.elements[i].str;
+    const auto& v = r.elements[i + 1].str;
     if (f == "database_host")
       a.database_host = v;
     else if (f == "database_name")
       a.database_name = v;
     else if (f == "database_port") {
-      try {
+      // An unreadable port: postgres.port applies, as when it is absent.
+      bool digits = !v.empty() && v.size() <= 5
+                    && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+      if (digits) {
         auto p = std::stol(v);
-        if (p > 0 && p < 65536)
+        if (p >= 1 && p <= 65535)
           a.database_port = static_cast<uint16_t>(p);
-      } catch (...) {
-        // An unreadable port: postgres.port applies, as when it is absent.
       }
     }
   }
-  return std::optional<user_account>{std::move(a)};
+  return a;
 }
 
-caf::expected<std::optional<api_key_record>> read_api_key(client& metadata,
-                                                          const std::string& user,
-                                                          const std::string& token) {
-  auto r = metadata.command(
-    {"HMGET", keys::api_key(user, token), "user", "type", "grants_sql", "database_role"});
-  if (!r)
-    return std::move(r.error());
-  if (!r->is_array() || r->elements.size() != 4)
-    return make_error(ec::redis_error, "unexpected HMGET reply: " + r->to_string());
-  const auto& e = r->elements;
+std::vector<std::string> read_api_key_command(const std::string& user, const std::string& token) {
+  return {"HMGET", keys::api_key(user, token), "user", "type", "grants_sql", "database_role"};
+}
+
+caf::expected<std::optional<api_key_record>> api_key_from_reply(const reply& r) {
+  if (!r.is_array() || r.elements.size() != 4)
+    return make_error(ec::redis_error, "unexpected HMGET reply: " + r.to_string());
+  const auto& e = r.elements;
   if (e[0].is_nil() && e[1].is_nil() && e[2].is_nil() && e[3].is_nil())
     return std::optional<api_key_record>{};
   api_key_record k;
@@ -160,6 +160,22 @@ caf::expected<std::optional<api_key_record>> read_api_key(client& metadata,
   k.grants_sql = e[2].str == "true";
   k.database_role = e[3].str;
   return std::optional<api_key_record>{std::move(k)};
+}
+
+caf::expected<std::optional<user_account>> read_user(client& metadata, const std::string& user) {
+  auto r = metadata.command(read_user_command(user));
+  if (!r)
+    return std::move(r.error());
+  return user_from_reply(user, *r);
+}
+
+caf::expected<std::optional<api_key_record>> read_api_key(client& metadata,
+                                                          const std::string& user,
+                                                          const std::string& token) {
+  auto r = metadata.command(read_api_key_command(user, token));
+  if (!r)
+    return std::move(r.error());
+  return api_key_from_reply(*r);
 }
 
 } // namespace batchq::redis

@@ -63,6 +63,18 @@ caf::expected<std::vector<std::string>> list_users(client& metadata);
 /// when the user did not exist (nothing changed).
 caf::expected<bool> remove_user(client& metadata, const std::string& user);
 
+/// The commands behind read_user and read_api_key and the parsing of their
+/// replies, for callers that pipeline them with other commands (the API reads
+/// a user and a key in one round trip).
+std::vector<std::string> read_user_command(const std::string& user);
+/// nullopt when the reply is empty (no such user). A database_port that is not
+/// a port number is left unset.
+std::optional<user_account> user_from_reply(const std::string& user, const reply& r);
+std::vector<std::string> read_api_key_command(const std::string& user, const std::string& token);
+/// nullopt when every field is nil (no such key). Errors: redis_error (not an
+/// HMGET reply of four fields).
+caf::expected<std::optional<api_key_record>> api_key_from_reply(const reply& r);
+
 /// HGETALL rails:users:{user}: nullopt when the user does not exist.
 caf::expected<std::optional<user_account>> read_user(client& metadata, const std::string& user);
 
