@@ -1,4 +1,5 @@
 #include "actors/canceller.hpp"
+#include "actors/spawn.hpp"
 
 #include <optional>
 #include <utility>
@@ -26,25 +27,9 @@ enum class pass {
   report,
 };
 
-/// A helper that runs one blocking call and answers with its result.
-template <class T>
-caf::behavior blocking_call(caf::event_based_actor* h, std::function<caf::expected<T>()> f) {
-  return {
-    [=](run_atom) -> caf::result<T> {
-      h->quit();
-      auto r = f();
-      if (!r)
-        return std::move(r.error());
-      return std::move(*r);
-    },
-  };
-}
-
 template <class T>
 caf::actor spawn_blocking(self_ptr self, std::function<caf::expected<T>()> f) {
-  if (self->state.detached_helpers)
-    return self->system().template spawn<caf::detached>(blocking_call<T>, std::move(f));
-  return self->system().spawn(blocking_call<T>, std::move(f));
+  return batchq::spawn_blocking<T>(self->system(), self->state.detached_helpers, std::move(f));
 }
 
 // The unused argument: CAF 0.17.6 dereferences a null shared_ptr<tuple<>>
@@ -280,8 +265,8 @@ canceller_behavior(canceller_actor::stateful_pointer<canceller_state> self,
         [=]() mutable { rp.deliver(false); });
       return rp;
     },
-    [=](stop_atom, const std::string& user, stop_reason why) {
-      auto n = self->state.registry->cancel_user(user, why);
+    [=](stop_atom, const std::string& user, const std::string& token, stop_reason why) {
+      auto n = self->state.registry->cancel_user(user, token, why);
       log::info("stop user", {{"user", user},
                               {"reason", to_string(why)},
                               {"fired", std::to_string(n)}});

@@ -1,8 +1,11 @@
 #include "actors/spawn.hpp"
 #include "actors/job_runner.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <utility>
+
+#include <caf/sec.hpp>
 
 #include "messages/error.hpp"
 #include "src/job/progress.hpp"
@@ -14,7 +17,13 @@ namespace batchq {
 
 namespace {
 
-using self_ptr = job_runner_actor::stateful_pointer<job_runner_state>;
+/// Internal timer message: time to send the pending progress write again.
+using retry_atom = caf::atom_constant<caf::atom("retry")>;
+
+/// The runner's own handle type: the public interface plus its retry timer.
+using job_runner_impl = job_runner_actor::extend<caf::reacts_to<retry_atom>>;
+
+using self_ptr = job_runner_impl::stateful_pointer<job_runner_state>;
 
 constexpr const char* connect_prefix = "cannot connect to the database: ";
 
@@ -26,73 +35,135 @@ const std::string& job_id_of(self_ptr self) {
   return self->state.ticket.job_id;
 }
 
-/// Ends the job on this node: tells the canceller (before disarming, so a
-/// cancel that finds no token here finds the final status instead), forgets
-/// the token, answers `run` and quits. Idempotent.
-void finish(self_ptr self, const std::string& status) {
+/// Ends the run: forgets the token, answers `run` with the state reached and
+/// quits. Idempotent.
+void finish(self_ptr self, job_end how) {
   auto& st = self->state;
   if (st.finished)
     return;
   st.finished = true;
   st.session.reset(); // back to the pool before anyone hears of the end
   auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
-                     std::chrono::steady_clock::now() - st.started_at)
-                     .count();
-  if (st.canceller)
-    self->send(st.canceller, final_atom::value, job_id_of(self), status);
-  st.registry->disarm(job_id_of(self));
-  st.armed_id->clear();
-  log::debug("job runner finished", {{"job_id", job_id_of(self)},
+                   std::chrono::steady_clock::now() - st.started_at)
+                   .count();
+  if (st.token)
+    st.registry->disarm(job_id_of(self), st.token.get());
+  *st.armed = {};
+  job_outcome out;
+  out.job_id = job_id_of(self);
+  out.how = how;
+  out.written_status = st.from_status;
+  out.status = job::to_string(st.j.status);
+  auto f = job::state_fields(st.j);
+  out.set = std::move(f.set);
+  out.del = std::move(f.del);
+  out.statements_run = st.statements_run;
+  out.elapsed_ms = elapsed;
+  log::debug("job runner finished", {{"job_id", out.job_id},
                                     {"user", st.ticket.user},
-                                    {"status", status},
+                                    {"end", to_string(how)},
+                                    {"status", out.status},
                                     {"statements", std::to_string(st.statements_run)},
                                     {"elapsed_ms", std::to_string(elapsed)}});
-  st.promise.deliver(job_summary{job_id_of(self), status, st.statements_run, elapsed});
+  st.promise.deliver(std::move(out));
   self->quit();
 }
 
-state_write make_write(const job_runner_state& st, std::string to_status) {
+/// Why the token fired: the registry's reason for this run, or lease_lost
+/// when only the lease deadline passed.
+stop_reason why_stopped(self_ptr self) {
+  auto& st = self->state;
+  auto why = st.registry->reason(job_id_of(self), st.token.get());
+  if (why == stop_reason::none && st.token->expired())
+    return stop_reason::lease_lost;
+  return why;
+}
+
+/// Whether an error of a status request is worth retrying: Redis unreachable
+/// (the request may or may not have run; the script is safe to repeat) or no
+/// answer in time.
+bool transient(const caf::error& err) {
+  return is(err, ec::redis_unavailable) || err == caf::sec::request_timeout
+         || err == caf::sec::request_receiver_down;
+}
+
+void stop_by_reason(self_ptr self, stop_reason why);
+
+/// Sends the pending progress write; its continuation runs once it landed.
+void send_pending(self_ptr self) {
+  auto& st = self->state;
+  turn_request r;
+  r.user = st.ticket.user;
+  r.token = st.ticket.lease_token;
+  r.part = turn_part::none;
+  r.write.push_back(*st.pending);
+  self->request(st.status, st.cfg.status_timeout, turn_atom::value, std::move(r))
+    .then(
+      [=](const turn_answer&) {
+        auto& st = self->state;
+        st.from_status = st.pending->to_status;
+        st.pending.reset();
+        st.retry_pause = std::chrono::milliseconds{0};
+        auto next = std::move(st.on_written);
+        st.on_written = nullptr;
+        next();
+      },
+      [=](caf::error& err) {
+        auto& st = self->state;
+        if (st.finished)
+          return;
+        if (transient(err)) {
+          st.retry_pause = st.retry_pause.count() == 0
+                             ? st.cfg.retry_initial
+                             : std::min(st.retry_pause * 2, st.cfg.retry_max);
+          log::warning("progress write failed, retrying",
+                       {{"job_id", job_id_of(self)},
+                        {"user", st.ticket.user},
+                        {"retry_ms", std::to_string(st.retry_pause.count())},
+                        {"error", self->system().render(err)}});
+          self->delayed_send(self, st.retry_pause, retry_atom::value);
+          return;
+        }
+        auto lvl = is(err, ec::lease_lost) ? log::level::warning : log::level::error;
+        log::write(lvl, "job runner stopped: progress write refused",
+                   {{"job_id", job_id_of(self)},
+                    {"user", st.ticket.user},
+                    {"error", self->system().render(err)}});
+        finish(self, is(err, ec::lease_lost) ? job_end::lost : job_end::aborted);
+      });
+}
+
+/// Writes the job's current state (it stays running) and then calls `on_ok`.
+void write_progress(self_ptr self, std::function<void()> on_ok) {
+  auto& st = self->state;
   auto f = job::state_fields(st.j);
-  return state_write{st.ticket.job_id, st.ticket.user, st.ticket.lease_token, st.from_status,
-                     std::move(to_status), std::move(f.set), std::move(f.del)};
+  job_write w;
+  w.job_id = st.ticket.job_id;
+  w.expected_status = st.from_status;
+  w.expected_claim = st.claim;
+  w.to_status = job::to_string(st.j.status);
+  w.kind = write_kind::progress;
+  w.set = std::move(f.set);
+  w.del = std::move(f.del);
+  st.pending = std::move(w);
+  st.on_written = std::move(on_ok);
+  send_pending(self);
 }
 
-/// A refused or failed status write: nothing more may be written (lease_lost)
-/// or the stored state is not what we think; stop with the last status written.
-void stop_on_write_error(self_ptr self, const char* what, const caf::error& err) {
-  auto lvl = is(err, ec::lease_lost) ? log::level::warning : log::level::error;
-  log::write(lvl, "job runner stopped: status write failed",
-             {{"job_id", job_id_of(self)},
-              {"user", self->state.ticket.user},
-              {"write", what},
-              {"error", self->system().render(err)}});
-  finish(self, self->state.from_status);
-}
-
-/// Writes the job's current state (status = j.status) and then calls `on_ok`.
-template <class F>
-void write_state(self_ptr self, F on_ok) {
-  auto w = make_write(self->state, job::to_string(self->state.j.status));
-  auto to = w.to_status;
-  self->request(self->state.status, self->state.cfg.status_timeout, write_atom::value, std::move(w))
-    .then(
-      [=](bool) {
-        self->state.from_status = to;
-        on_ok();
-      },
-      [=](caf::error& err) { stop_on_write_error(self, "write", err); });
-}
-
-void requeue(self_ptr self) {
-  auto w = make_write(self->state, "pending");
-  self->request(self->state.status, self->state.cfg.status_timeout, requeue_atom::value,
-                std::move(w))
-    .then(
-      [=](bool) {
-        self->state.from_status = "pending";
-        finish(self, "pending");
-      },
-      [=](caf::error& err) { stop_on_write_error(self, "requeue", err); });
+/// The retry timer: send the pending write again, unless the token fired
+/// meanwhile (then the stop decides; the final state is written by the
+/// user_queue with every field, so the skipped progress write loses nothing).
+void retry(self_ptr self) {
+  auto& st = self->state;
+  if (st.finished || !st.pending)
+    return;
+  if (st.token->stop_requested()) {
+    st.pending.reset();
+    st.on_written = nullptr;
+    stop_by_reason(self, why_stopped(self));
+    return;
+  }
+  send_pending(self);
 }
 
 /// The token fired (or another node's pg_cancel_backend stopped the
@@ -101,27 +172,20 @@ void stop_by_reason(self_ptr self, stop_reason why) {
   auto& st = self->state;
   log::info("job runner stopping", {{"job_id", job_id_of(self)}, {"reason", to_string(why)}});
   switch (why) {
-    case stop_reason::lease_lost:
-      // Another node may hold the lease now: write nothing more.
-      finish(self, st.from_status);
-      return;
     case stop_reason::drain:
       job::drain(st.j, now());
-      if (st.j.status == job::status::pending)
-        requeue(self);
-      else
-        finish(self, job::to_string(st.j.status));
+      finish(self, st.j.status == job::status::pending ? job_end::drained : job_end::finished);
       return;
-    default: {
-      // user_cancel (none cannot happen for a fired token; treated alike).
-      if (auto r = job::cancel(st.j, now()); !r) {
-        log::warning("job runner: cancel refused", {{"job_id", job_id_of(self)},
-                                                    {"error", r.error().message}});
-        finish(self, st.from_status);
-        return;
-      }
-      write_state(self, [=] { finish(self, job::to_string(self->state.j.status)); });
-    }
+    case stop_reason::user_cancel:
+      if (auto r = job::cancel(st.j, now()); !r)
+        log::warning("job runner: cancel refused",
+                     {{"job_id", job_id_of(self)}, {"error", r.error().message}});
+      finish(self, job_end::finished);
+      return;
+    default:
+      // lease_lost (or a deadline that passed): another node may hold the
+      // lease now; write nothing more.
+      finish(self, job_end::lost);
   }
 }
 
@@ -176,13 +240,24 @@ ports::sql_session* ensure_session(self_ptr self) {
   return st.session.get();
 }
 
+/// After an outcome was applied: the job is final (answer), or its progress
+/// is written and the next statement follows.
+void after_outcome(self_ptr self) {
+  auto& st = self->state;
+  if (job::is_final(st.j.status)) {
+    finish(self, job_end::finished);
+    return;
+  }
+  write_progress(self, [=] { self->send(self, step_atom::value); });
+}
+
 /// Runs `stmt` (already begun and written) and records its outcome.
 void run_statement(self_ptr self, const job::statement& stmt) {
   auto& st = self->state;
   if (st.finished)
     return;
-  if (st.token->cancelled()) { // fired while the `running` write was in flight
-    stop_by_reason(self, st.registry->reason(job_id_of(self)));
+  if (st.token->stop_requested()) { // fired while the `running` write was in flight
+    stop_by_reason(self, why_stopped(self));
     return;
   }
   job::outcome o;
@@ -224,7 +299,7 @@ void run_statement(self_ptr self, const job::statement& stmt) {
         case pg::outcome::failed:
           if (res->error.sqlstate == "57014"
               && res->error.message == "canceling statement due to user request"
-              && !st.token->cancelled()) {
+              && !st.token->stop_requested()) {
             // Another node's pg_cancel_backend fallback: a user's cancel.
             stop_by_reason(self, stop_reason::user_cancel);
             return;
@@ -232,7 +307,7 @@ void run_statement(self_ptr self, const job::statement& stmt) {
           o = job::outcome::failure(res->error.message);
           break;
         case pg::outcome::cancelled:
-          stop_by_reason(self, st.registry->reason(job_id_of(self)));
+          stop_by_reason(self, why_stopped(self));
           return;
       }
     }
@@ -240,10 +315,10 @@ void run_statement(self_ptr self, const job::statement& stmt) {
   if (auto r = job::apply(st.j, stmt, o, now()); !r) {
     log::error("job runner: outcome refused", {{"job_id", job_id_of(self)},
                                                {"error", r.error().message}});
-    finish(self, st.from_status);
+    finish(self, job_end::aborted);
     return;
   }
-  write_state(self, [=] { self->send(self, step_atom::value); });
+  after_outcome(self);
 }
 
 /// One statement per message.
@@ -253,73 +328,49 @@ void do_step(self_ptr self) {
     return;
   auto next = job::next_statement(st.j, st.cap_ms);
   if (!next) {
-    if (job::is_final(st.j.status)) {
-      finish(self, job::to_string(st.j.status));
-      return;
+    if (!job::is_final(st.j.status)) {
+      // A record with nothing left to run that still says running (e.g. a
+      // worker died between its last two writes): settle it.
+      st.j.status = job::steps_outcome(st.j);
+      st.j.updated_at = job::iso8601(now());
     }
-    // A record with nothing left to run that still says running (e.g. a
-    // worker died between its last two writes): settle it.
-    st.j.status = job::steps_outcome(st.j);
-    st.j.updated_at = job::iso8601(now());
-    write_state(self, [=] { finish(self, job::to_string(self->state.j.status)); });
+    finish(self, job_end::finished);
     return;
   }
-  if (st.token->cancelled()) { // the statement never starts
-    stop_by_reason(self, st.registry->reason(job_id_of(self)));
+  if (st.token->stop_requested()) { // the statement never starts
+    stop_by_reason(self, why_stopped(self));
     return;
   }
   if (auto r = job::begin(st.j, *next, now()); !r) {
     log::error("job runner: begin refused", {{"job_id", job_id_of(self)},
                                              {"error", r.error().message}});
-    finish(self, st.from_status);
+    finish(self, job_end::aborted);
     return;
   }
   auto stmt = std::move(*next);
-  write_state(self, [=] { run_statement(self, stmt); });
+  write_progress(self, [=] { run_statement(self, stmt); });
 }
 
-/// A record the model cannot read: fail it with the reason, so that it is not
-/// left `running` without an owner.
-void fail_undecodable(self_ptr self, const std::string& from, const std::string& reason) {
-  auto& st = self->state;
-  state_write w{st.ticket.job_id, st.ticket.user, st.ticket.lease_token, from, "failed",
-                {{"status", "failed"},
-                 {"failed_reason", reason},
-                 {"updated_at", job::iso8601(now())}},
-                {}};
-  self->request(st.status, st.cfg.status_timeout, write_atom::value, std::move(w))
-    .then(
-      [=](bool) {
-        self->state.from_status = "failed";
-        finish(self, "failed");
-      },
-      [=](caf::error& err) { stop_on_write_error(self, "write", err); });
-}
-
-} // namespace
-
-job_runner_actor::behavior_type
-job_runner_behavior(job_runner_actor::stateful_pointer<job_runner_state> self,
-                    runner_settings cfg, status_actor status, canceller_actor canceller,
+job_runner_impl::behavior_type
+job_runner_behavior(self_ptr self, runner_settings cfg, status_actor status,
                     std::shared_ptr<ports::job_environment> env,
                     std::shared_ptr<ports::sql_connector> sql,
                     std::shared_ptr<pg::cancel_registry> registry) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
   st.status = std::move(status);
-  st.canceller = std::move(canceller);
   st.env = std::move(env);
   st.sql = std::move(sql);
   st.registry = std::move(registry);
   // A runner killed before it finished (system shutdown) must not leave its
   // token armed: a later cancel would wait for a `final` that never comes.
-  self->attach_functor([reg = st.registry, id = st.armed_id] {
-    if (!id->empty())
-      reg->disarm(*id);
+  self->attach_functor([reg = st.registry, armed = st.armed] {
+    if (!armed->job_id.empty())
+      reg->disarm(armed->job_id, armed->token.get());
   });
   return {
-    [=](run_atom, job_ticket& ticket) -> caf::typed_response_promise<job_summary> {
-      auto rp = self->make_response_promise<job_summary>();
+    [=](run_atom, job_ticket& ticket) -> caf::typed_response_promise<job_outcome> {
+      auto rp = self->make_response_promise<job_outcome>();
       auto& st = self->state;
       if (st.started) {
         rp.deliver(make_error(ec::invalid_job, "this runner already runs a job"));
@@ -331,19 +382,34 @@ job_runner_behavior(job_runner_actor::stateful_pointer<job_runner_state> self,
       st.ticket = std::move(ticket);
       // Arm first: a cancel that came before is a tombstone, and the token is
       // then born fired.
-      st.token = st.registry->arm(st.ticket.job_id, st.ticket.user);
-      *st.armed_id = st.ticket.job_id;
-      std::string stored_status;
-      for (const auto& [k, v] : st.ticket.record)
+      st.token = st.registry->arm(st.ticket.job_id, st.ticket.user, st.ticket.lease_token);
+      *st.armed = {st.ticket.job_id, st.token};
+      for (const auto& [k, v] : st.ticket.record) {
         if (k == "status")
-          stored_status = v;
-      st.from_status = stored_status;
+          st.from_status = v;
+        else if (k == "claim")
+          st.claim = v;
+      }
       auto decoded = job::decode(st.ticket.job_id, st.ticket.record);
       if (!decoded) {
+        // A record the model cannot read: answer it failed with the reason,
+        // so that it is not left `running` without an owner.
         log::error("job record unreadable", {{"job_id", st.ticket.job_id},
                                              {"user", st.ticket.user},
                                              {"error", decoded.error().message}});
-        fail_undecodable(self, stored_status, "invalid job record: " + decoded.error().message);
+        job_outcome out;
+        out.job_id = st.ticket.job_id;
+        out.how = job_end::finished;
+        out.written_status = st.from_status;
+        out.status = "failed";
+        out.set = {{"status", "failed"},
+                   {"failed_reason", "invalid job record: " + decoded.error().message},
+                   {"updated_at", job::iso8601(now())}};
+        st.finished = true;
+        st.registry->disarm(st.ticket.job_id, st.token.get());
+        *st.armed = {};
+        rp.deliver(std::move(out));
+        self->quit();
         return rp;
       }
       st.j = std::move(*decoded);
@@ -363,18 +429,22 @@ job_runner_behavior(job_runner_actor::stateful_pointer<job_runner_state> self,
       return rp;
     },
     [=](step_atom) { do_step(self); },
+    [=](retry_atom) { retry(self); },
   };
 }
 
+} // namespace
+
 job_runner_actor spawn_job_runner(caf::actor_system& sys, const runner_settings& cfg,
-                                  status_actor status, canceller_actor canceller,
+                                  status_actor status,
                                   std::shared_ptr<ports::job_environment> env,
                                   std::shared_ptr<ports::sql_connector> sql,
                                   std::shared_ptr<pg::cancel_registry> registry,
                                   bool detached) {
-  return spawn_maybe_detached(sys, detached, job_runner_behavior, cfg, std::move(status),
-                              std::move(canceller), std::move(env), std::move(sql),
-                              std::move(registry));
+  job_runner_impl h = spawn_maybe_detached(sys, detached, job_runner_behavior, cfg,
+                                           std::move(status), std::move(env), std::move(sql),
+                                           std::move(registry));
+  return h;
 }
 
 } // namespace batchq

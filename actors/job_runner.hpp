@@ -1,31 +1,47 @@
-// The job_runner actor: runs ONE claimed job to its end (SPEC §2, §3.4, §3.5,
-// §6, §7; the job_runner row of docs/architecture.md).
+// The job_runner actor: runs ONE claimed job's statements (SPEC §2, §3.4,
+// §3.5, §6, §7; the job_runner row of docs/architecture.md).
 //
 // Message flow for `run(ticket)` (the response promise is kept until the end):
-//   decode the ticket's record (src/job/record.hpp); registry->arm(job_id, user)
-//   FIRST, so a cancel that came earlier (a tombstone) is seen; cap =
-//   env->timeout_cap_ms(user); then one `step` (self-sent) per statement:
-//     next_statement(j, cap)  -- none: the job is final -> finish
-//     token fired?            -- yes: stop by the registry's reason (below); the
+//   decode the ticket's record (src/job/record.hpp); registry->arm(job_id,
+//   user, lease_token) FIRST (a fresh token bound to the turn's lease
+//   deadline; a user's cancel that came earlier left a tombstone, and the
+//   token is then born fired); cap = env->timeout_cap_ms(user); then one
+//   `step` (self-sent) per statement:
+//     next_statement(j, cap)  -- none: the job is final -> answer `finished`
+//     token fired / expired?  -- yes: stop by the reason (below); the
 //                                statement never starts
-//     begin -> status write(running) -> execute (BLOCKING, with the token)
-//           -> apply(outcome) -> status write -> next `step`
-//   finish: final(job_id, status) to the canceller, registry->disarm, answer
-//   job_summary{job_id, status, statements_run, elapsed_ms}, quit.
+//     begin -> progress write (running) -> execute (BLOCKING, with the token)
+//           -> apply(outcome) -> final? answer `finished`
+//                              : progress write -> next `step`
+// The runner never writes a FINAL state or a requeue: it answers with the
+// state reached (job_outcome: status, fields to set and delete, the status
+// last written), and the user_queue writes it in the same turn step that
+// claims the user's next job or releases the lease (one round trip).
 //
 // Outcomes: succeeded -> success; failed -> failure(PostgreSQL's message);
-// cancelled (the token fired) -> by registry->reason(job_id):
+// cancelled (the token fired or the lease deadline passed) -> by the reason
+// the registry recorded for this run's token:
 //   user_cancel -> job::cancel (running statement `cancelled`, the rest
-//                  `skipped`, job `cancelled`), written; summary `cancelled`.
-//   drain       -> job::drain, then status `requeue` (head of the queue);
-//                  summary `pending`.
-//   lease_lost  -> nothing more is written; summary = the last status written
-//                  (normally `running`).
+//                  `skipped`, job `cancelled`) -> `finished`.
+//   drain       -> job::drain (back to pending, resuming at the interrupted
+//                  statement) -> `drained`.
+//   lease_lost, or the lease deadline passed -> `lost`: nothing more is
+//                  written; the state is the truth this node knows (a
+//                  statement that completed before the stop keeps its
+//                  outcome), which the user's next turn on this node
+//                  settles (user_queue.hpp).
 // A statement that fails with 57014 `canceling statement due to user request`
 // while our token did not fire was stopped by another node's pg_cancel_backend
 // fallback (SPEC §5: this node was unreachable): treated as a user cancel.
 // ec::pg_connection_lost -> failure(message); the session is dropped and the
 // next statement reconnects.
+//
+// Progress writes go through the status actor (`turn`, part none) and are
+// RETRIED on a transient failure (Redis unreachable, a request timeout) every
+// 50 ms .. 1 s while the token has not fired: the script is a compare-and-set
+// on status and claim, so a retry is safe, and a job is never left stranded
+// under a live owner. lease_lost -> `lost`; invalid_transition (the stored
+// job changed under us) or job_not_found -> `aborted`.
 //
 // Credentials and connection (SPEC §6): the record's `pass` (CARTO jobs) or
 // env->password(user, dbuser), then sql->connect(pool_key{host, port ("" ->
@@ -37,13 +53,7 @@
 // and failed with it (begin + apply(failure)) without touching PostgreSQL, so
 // step onerror fallbacks are marked failed too, later steps skipped, and the
 // job ends `failed` with that failed_reason — the ordinary failure path of the
-// model, with ordinary status writes.
-//
-// Status write errors: lease_lost -> stop at once (no more statements), summary
-// = last status written; any other error (invalid_transition: the stored status
-// changed under us; job_not_found; redis_unavailable; request timeout) -> log
-// and stop the same way. `from_status` of each write is the status last written
-// successfully (initially the record's, i.e. `running` after the claim).
+// model.
 //
 // Concurrency: execute BLOCKS (libpq) and the environment blocks (Redis), so
 // in production the actor is spawned detached (its own thread). One statement
@@ -54,6 +64,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -77,15 +88,17 @@ struct runner_settings {
   uint16_t postgres_port = 5432;
   /// The cap used when the environment cannot answer (batch.query-timeout, ms).
   int64_t default_timeout_ms = 43200000;
-  /// Bound on each request to the status actor; an expired one stops the job
-  /// like any status error.
-  std::chrono::milliseconds status_timeout{60000};
+  /// Bound on each request to the status actor; an expired one is retried
+  /// like an unreachable Redis.
+  std::chrono::milliseconds status_timeout{10000};
+  /// First and longest pause between retries of a progress write.
+  std::chrono::milliseconds retry_initial{50};
+  std::chrono::milliseconds retry_max{1000};
 };
 
 struct job_runner_state {
   runner_settings cfg;
   status_actor status;
-  canceller_actor canceller;
   std::shared_ptr<ports::job_environment> env;
   std::shared_ptr<ports::sql_connector> sql;
   std::shared_ptr<pg::cancel_registry> registry;
@@ -95,12 +108,24 @@ struct job_runner_state {
   bool finished = false;
   job_ticket ticket;
   job::job j;
+  /// The status last written to Redis (the next write's expected status).
   std::string from_status;
+  /// The claim stored with the job: the turn's lease token.
+  std::string claim;
+  /// The progress write in flight (or waiting for its retry), its
+  /// continuation and the next pause.
+  std::optional<job_write> pending;
+  std::function<void()> on_written;
+  std::chrono::milliseconds retry_pause{0};
   int64_t cap_ms = 0;
   std::shared_ptr<pg::cancel_token> token;
-  /// The job id while armed in the registry ("" otherwise); shared with the
+  /// The run armed in the registry (empty job id otherwise); shared with the
   /// exit hook that disarms a runner killed before it finished.
-  std::shared_ptr<std::string> armed_id = std::make_shared<std::string>();
+  struct armed_run {
+    std::string job_id;
+    std::shared_ptr<pg::cancel_token> token;
+  };
+  std::shared_ptr<armed_run> armed = std::make_shared<armed_run>();
   std::unique_ptr<ports::sql_session> session;
   /// The sticky connect/credential failure, once there was one.
   std::optional<std::string> connect_error;
@@ -108,23 +133,15 @@ struct job_runner_state {
   /// batchq_enqueue_to_start_seconds was recorded for this job (once per runner).
   bool start_observed = false;
   std::chrono::steady_clock::time_point started_at;
-  caf::typed_response_promise<job_summary> promise;
+  caf::typed_response_promise<job_outcome> promise;
 
   static inline const char* name = "job_runner";
 };
 
-/// The behaviour (exposed for tests that want the stateful pointer).
-job_runner_actor::behavior_type
-job_runner_behavior(job_runner_actor::stateful_pointer<job_runner_state> self,
-                    runner_settings cfg, status_actor status, canceller_actor canceller,
-                    std::shared_ptr<ports::job_environment> env,
-                    std::shared_ptr<ports::sql_connector> sql,
-                    std::shared_ptr<pg::cancel_registry> registry);
-
 /// One runner per job. REQUIRES: env, sql, registry non-null. `detached` must
 /// be true whenever the ports block (production); tests pass false.
 job_runner_actor spawn_job_runner(caf::actor_system& sys, const runner_settings& cfg,
-                                  status_actor status, canceller_actor canceller,
+                                  status_actor status,
                                   std::shared_ptr<ports::job_environment> env,
                                   std::shared_ptr<ports::sql_connector> sql,
                                   std::shared_ptr<pg::cancel_registry> registry,

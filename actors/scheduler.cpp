@@ -1,4 +1,3 @@
-#include "actors/spawn.hpp"
 #include "actors/scheduler.hpp"
 
 #include <algorithm>
@@ -9,13 +8,11 @@
 #include <utility>
 #include <vector>
 
-#include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
 #include "messages/error.hpp"
 #include "src/config/settings.hpp"
-#include "src/job/status.hpp"
 #include "src/log/log.hpp"
 #include "src/redis/ops.hpp"
 
@@ -24,6 +21,7 @@ namespace batchq {
 scheduler_settings scheduler_settings::from(const settings& s) {
   scheduler_settings x;
   x.capacity = s.batch_capacity;
+  x.max_running = s.batch_max_running;
   x.lease_ttl = std::chrono::milliseconds{s.batch_lease_ttl};
   x.shutdown_grace = std::chrono::seconds{s.batch_shutdown_grace};
   x.sweep_interval = std::chrono::seconds{s.batch_sweep_interval};
@@ -32,15 +30,19 @@ scheduler_settings scheduler_settings::from(const settings& s) {
 
 namespace {
 
-/// Internal timer message: time for the orphaned work-in-progress sweep.
 using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
+using deadline_atom = caf::atom_constant<caf::atom("deadline")>;
+using grace_atom = caf::atom_constant<caf::atom("grace")>;
 
-/// The scheduler's own handle type: the public interface plus two internal
-/// timer messages, `(drain, tick)`: the drain's grace period is over, and
-/// `(sweep)`: time for the crash sweep. Others only ever see the public
-/// `scheduler_actor`.
-using scheduler_impl =
-  scheduler_actor::extend<caf::reacts_to<drain_atom, tick_atom>, caf::reacts_to<sweep_atom>>;
+/// The scheduler's own handle type: the public interface plus its timers:
+/// `(sweep)` the crash sweep, `(deadline, user, token)` a turn's lease
+/// deadline, `(grace)` the drain's grace is over, `(drain, tick)` the drain's
+/// bound is over. Others only ever see the public `scheduler_actor`.
+using scheduler_impl = scheduler_actor::extend<
+  caf::reacts_to<sweep_atom>, caf::reacts_to<deadline_atom, std::string, std::string>,
+  caf::reacts_to<grace_atom>, caf::reacts_to<drain_atom, tick_atom>>;
+
+using time_point = caf::actor_clock::time_point;
 
 /// Capacity bucket of users whose `rails:users` record has no database_host.
 const std::string unknown_host = "unknown";
@@ -48,52 +50,69 @@ const std::string unknown_host = "unknown";
 /// The grants history kept for `stats` (oldest dropped first).
 constexpr size_t max_grants_kept = 4096;
 
-/// A user this node holds the lease of.
-struct user_entry {
-  std::string lease_token;
-  user_queue_actor queue;
-  /// A turn was granted and neither `done` nor `idle` has come back yet.
-  bool running = false;
-  /// Statements run so far (fairness: fewest first).
-  int64_t statements_run = 0;
-  /// Event sequence number at which the user (re)started waiting (fairness:
-  /// longest waiting first). A counter rather than a clock: strictly ordered.
-  uint64_t waiting_since = 0;
-  /// Capacity bucket (database host or unknown_host); looked up once per stay.
+/// Users whose host is looked up in one round trip.
+constexpr size_t host_batch = 64;
+
+/// Fairness: fewest statements run, then longest waiting (a sequence number,
+/// strictly ordered).
+using fair_key = std::pair<int64_t, uint64_t>;
+
+/// A user waiting in the line: holds nothing in Redis.
+struct waiting_user {
   std::optional<std::string> host;
-  /// The held capacity slot while running.
+  int64_t statements_run = 0;
+  uint64_t since = 0;
+  std::vector<unsettled_job> carry;
+  fair_key key() const { return {statements_run, since}; }
+};
+
+/// A turn running on this node.
+struct running_turn {
+  std::string token;
+  std::string host;
   std::string slot;
+  user_queue_actor queue;
+  /// The lease is known to be held (renewals include it).
+  bool started = false;
+  bool fenced = false;
+  bool yielded = false;
+  bool stopped = false;
+  /// `wants` came while it ran: a job may have been queued after its last look.
+  bool wanted = false;
+  int64_t statements_run = 0;
+  uint64_t since = 0;
+  std::shared_ptr<pg::lease_deadline> deadline;
+  time_point deadline_at;
 };
 
 struct scheduler_state {
   scheduler_settings cfg;
-  std::shared_ptr<ports::coordination> coord;
+  coordination_actor coord;
   canceller_actor canceller;
+  std::shared_ptr<pg::cancel_registry> registry;
   user_queue_factory make_queue;
 
-  std::map<std::string, user_entry> users;
+  std::map<std::string, waiting_user> line;
+  /// The line by capacity bucket, fairest first; users of unknown host apart.
+  std::map<std::string, std::set<std::pair<fair_key, std::string>>> by_host;
+  std::set<std::pair<fair_key, std::string>> unknown;
+  std::map<std::string, running_turn> turns;
+  std::map<std::string, int64_t> running_on;
+  /// Hosts found at capacity (cleared by a local release there, or a tick).
+  std::set<std::string> full;
+  /// Looked-up hosts and when.
+  std::map<std::string, std::pair<std::string, time_point>> host_cache;
+  bool lookup_in_flight = false;
+  time_point last_lookup;
+  bool renew_in_flight = false;
   uint64_t seq = 0;
   std::deque<std::string> grants;
 
-  /// Drain: no new users, no new turns.
   bool draining = false;
-  /// The grace period is over and the canceller was asked to stop what runs.
-  bool stopping = false;
-  /// Everything is released; the report is final.
+  bool grace_over = false;
   bool drained = false;
   drain_report report;
   std::vector<caf::typed_response_promise<drain_report>> drain_waiters;
-
-  /// Best effort on exit without a drain: give back slots and leases so that
-  /// other nodes need not wait for their TTL, and stop the user_queues.
-  ~scheduler_state() {
-    for (auto& [user, e] : users) {
-      if (e.running && e.host)
-        coord->release_slot(*e.host, e.slot);
-      coord->release_lease(user, e.lease_token);
-      caf::anon_send_exit(e.queue, caf::exit_reason::user_shutdown);
-    }
-  }
 
   static inline const char* name = "scheduler";
 };
@@ -104,215 +123,410 @@ std::chrono::milliseconds tick_period(const scheduler_settings& cfg) {
   return std::max(cfg.lease_ttl / 5, std::chrono::milliseconds{1});
 }
 
-std::string render(const caf::error& err) {
+/// When a lease taken or renewed by a request sent at `sent` stops being
+/// trusted here: ttl - ttl/5 after it, well before Redis lets it expire.
+time_point deadline_after(const scheduler_settings& cfg, time_point sent) {
+  return sent + cfg.lease_ttl - tick_period(cfg);
+}
+
+std::string render(self_ptr self, const caf::error& err) {
   auto text = message_of(err);
-  return text.empty() ? caf::to_string(err) : text;
+  return text.empty() ? self->system().render(err) : text;
 }
 
-/// Ends the running turn of `e`: gives its capacity slot back.
-void end_turn(self_ptr self, user_entry& e) {
-  if (!e.running)
-    return;
-  e.running = false;
-  if (auto r = self->state.coord->release_slot(*e.host, e.slot); !r)
-    log::warning("capacity slot release failed",
-                 {{"host", *e.host}, {"error", render(r.error())}});
-  e.slot.clear();
-}
+// -- the line ------------------------------------------------------------------
 
-/// Forgets `user` (its lease already released or lost) and stops its user_queue.
-void forget(self_ptr self, const std::string& user) {
-  auto i = self->state.users.find(user);
-  if (i == self->state.users.end())
-    return;
-  self->send_exit(i->second.queue, caf::exit_reason::user_shutdown);
-  self->state.users.erase(i);
-}
-
-/// Releases the lease of a user that is not running and forgets the user.
-void release(self_ptr self, const std::string& user) {
-  auto i = self->state.users.find(user);
-  if (i == self->state.users.end())
-    return;
-  if (auto r = self->state.coord->release_lease(user, i->second.lease_token); !r)
-    log::warning("user lease release failed", {{"user", user}, {"error", render(r.error())}});
-  forget(self, user);
-}
-
-/// The last grant of `user` found its queue empty: strike it from the history,
-/// so that `grants` lists the turns that ran a job.
-void strike_grant(self_ptr self, const std::string& user) {
-  auto& g = self->state.grants;
-  auto i = std::find(g.rbegin(), g.rend(), user);
-  if (i != g.rend())
-    g.erase(std::next(i).base());
-}
-
-/// Waiting users in serving order: fewest statements run, then longest waiting.
-std::vector<std::string> waiting_order(const scheduler_state& st) {
-  std::vector<std::pair<const std::string*, const user_entry*>> w;
-  for (auto& [user, e] : st.users)
-    if (!e.running)
-      w.emplace_back(&user, &e);
-  std::sort(w.begin(), w.end(), [](const auto& a, const auto& b) {
-    if (a.second->statements_run != b.second->statements_run)
-      return a.second->statements_run < b.second->statements_run;
-    return a.second->waiting_since < b.second->waiting_since;
-  });
-  std::vector<std::string> out;
-  out.reserve(w.size());
-  for (auto& x : w)
-    out.push_back(*x.first);
-  return out;
-}
-
-/// Grants turns to waiting users, in order, while their hosts have capacity.
-/// A host found full is skipped for the rest of this round (retried on the next
-/// event or tick); a Redis failure ends the round.
-void grant(self_ptr self) {
+void index_waiting(self_ptr self, const std::string& user, const waiting_user& w) {
   auto& st = self->state;
-  if (st.draining)
-    return;
-  std::set<std::string> full;
-  for (const auto& user : waiting_order(st)) {
-    auto& e = st.users.at(user);
-    if (!e.host) {
-      auto h = st.coord->database_host(user);
-      if (!h) {
-        log::warning("database host lookup failed", {{"user", user}, {"error", render(h.error())}});
-        return;
-      }
-      e.host = h->empty() ? unknown_host : *h;
+  if (w.host)
+    st.by_host[*w.host].emplace(w.key(), user);
+  else
+    st.unknown.emplace(w.key(), user);
+}
+
+void unindex_waiting(self_ptr self, const std::string& user, const waiting_user& w) {
+  auto& st = self->state;
+  if (w.host) {
+    auto i = st.by_host.find(*w.host);
+    if (i != st.by_host.end()) {
+      i->second.erase({w.key(), user});
+      if (i->second.empty())
+        st.by_host.erase(i);
     }
-    if (full.count(*e.host) > 0)
-      continue;
-    auto slot = redis::random_token();
-    auto got = st.coord->acquire_slot(*e.host, st.cfg.capacity, slot, st.cfg.lease_ttl);
-    if (!got) {
-      log::warning("capacity slot acquire failed",
-                   {{"host", *e.host}, {"error", render(got.error())}});
-      return;
-    }
-    if (!*got) {
-      full.insert(*e.host);
-      continue;
-    }
-    e.running = true;
-    e.slot = std::move(slot);
-    st.grants.push_back(user);
-    if (st.grants.size() > max_grants_kept)
-      st.grants.pop_front();
-    log::debug("turn granted", {{"user", user}, {"host", *e.host}});
-    self->send(e.queue, run_atom::value);
+  } else {
+    st.unknown.erase({w.key(), user});
   }
 }
 
-/// Completes the drain once nothing runs: releases every lease left, stops all
-/// user_queues and answers every waiting `drain`.
-void maybe_finish_drain(self_ptr self) {
+int64_t running_count(const scheduler_state& st, const std::string& host) {
+  auto i = st.running_on.find(host);
+  return i == st.running_on.end() ? 0 : i->second;
+}
+
+/// Puts `user` in the line (no-op when it waits or runs already). `host`: the
+/// user's host when known (a user back from a turn), else the cache's.
+void enqueue(self_ptr self, const std::string& user, int64_t statements_run,
+             std::vector<unsettled_job> carry, std::optional<uint64_t> since = std::nullopt,
+             std::optional<std::string> host = std::nullopt) {
+  auto& st = self->state;
+  if (st.line.count(user) > 0 || st.turns.count(user) > 0)
+    return;
+  waiting_user w;
+  w.statements_run = statements_run;
+  w.since = since ? *since : ++st.seq;
+  w.carry = std::move(carry);
+  w.host = std::move(host);
+  auto c = st.host_cache.find(user);
+  if (!w.host && c != st.host_cache.end()
+      && self->clock().now() - c->second.second < st.cfg.host_cache_ttl)
+    w.host = c->second.first;
+  index_waiting(self, user, w);
+  st.line.emplace(user, std::move(w));
+}
+
+void leave_line(self_ptr self, const std::string& user) {
+  auto& st = self->state;
+  auto i = st.line.find(user);
+  if (i == st.line.end())
+    return;
+  unindex_waiting(self, user, i->second);
+  st.line.erase(i);
+}
+
+/// Whether somebody in the line may want a slot of `host` (same host, or
+/// a host not known yet).
+bool someone_waits_for(const scheduler_state& st, const std::string& host) {
+  return !st.unknown.empty() || st.by_host.count(host) > 0;
+}
+
+void grant(self_ptr self);
+
+/// Looks up the hosts of the fairest users whose host is unknown.
+void look_up_hosts(self_ptr self) {
+  auto& st = self->state;
+  if (st.lookup_in_flight || st.unknown.empty())
+    return;
+  std::vector<std::string> users;
+  for (auto& [key, user] : st.unknown) {
+    users.push_back(user);
+    if (users.size() >= host_batch)
+      break;
+  }
+  st.lookup_in_flight = true;
+  self->request(st.coord, tick_period(st.cfg) * 4, hosts_atom::value, users)
+    .then(
+      [=](const std::vector<std::string>& hosts) {
+        auto& st = self->state;
+        st.lookup_in_flight = false;
+        auto now = self->clock().now();
+        for (size_t i = 0; i < users.size() && i < hosts.size(); ++i) {
+          auto host = hosts[i].empty() ? unknown_host : hosts[i];
+          st.host_cache[users[i]] = {host, now};
+          auto w = st.line.find(users[i]);
+          if (w == st.line.end() || w->second.host)
+            continue;
+          unindex_waiting(self, users[i], w->second);
+          w->second.host = host;
+          index_waiting(self, users[i], w->second);
+        }
+        grant(self);
+      },
+      [=](caf::error& err) {
+        self->state.lookup_in_flight = false;
+        log::warning("database host lookup failed", {{"error", render(self, err)}});
+        // Retried by the next tick's grant.
+      });
+}
+
+// -- turns ---------------------------------------------------------------------
+
+void arm_deadline(self_ptr self, const std::string& user, running_turn& t, time_point at) {
+  t.deadline_at = at;
+  t.deadline->set(at);
+  auto delay = at - self->clock().now();
+  if (delay < decltype(delay)::zero())
+    delay = decltype(delay)::zero();
+  self->delayed_send(self, delay, deadline_atom::value, user, t.token);
+}
+
+void start_turn(self_ptr self, const std::string& user) {
+  auto& st = self->state;
+  auto wi = st.line.find(user);
+  auto w = std::move(wi->second);
+  unindex_waiting(self, user, w);
+  st.line.erase(wi);
+  running_turn t;
+  t.token = redis::random_token();
+  t.slot = redis::random_token();
+  t.host = *w.host;
+  t.statements_run = w.statements_run;
+  t.since = w.since;
+  t.deadline = st.registry->lease(t.token);
+  turn_grant g;
+  g.user = user;
+  g.token = t.token;
+  g.host = t.host;
+  g.slot = t.slot;
+  g.capacity = st.cfg.capacity;
+  g.lease_ttl_ms = st.cfg.lease_ttl.count();
+  g.budget = st.draining ? 0 : someone_waits_for(st, t.host) ? 1 : st.cfg.turn_jobs;
+  g.carry = std::move(w.carry);
+  t.yielded = g.budget <= 1;
+  auto now = self->clock().now();
+  t.queue = st.make_queue(self->system(), g, caf::actor_cast<scheduler_actor>(self));
+  ++st.running_on[t.host];
+  auto [it, added] = st.turns.emplace(user, std::move(t));
+  arm_deadline(self, user, it->second, deadline_after(st.cfg, now));
+  st.grants.push_back(user);
+  if (st.grants.size() > max_grants_kept)
+    st.grants.pop_front();
+  log::debug("turn granted", {{"user", user},
+                              {"host", it->second.host},
+                              {"budget", std::to_string(g.budget)},
+                              {"carry", std::to_string(g.carry.size())}});
+  self->send(it->second.queue, run_atom::value);
+}
+
+/// Tells running turns of hosts somebody waits for to end after their job.
+void yield_for_waiting(self_ptr self) {
+  auto& st = self->state;
+  for (auto& [user, t] : st.turns)
+    if (!t.yielded && !t.fenced && someone_waits_for(st, t.host)) {
+      t.yielded = true;
+      self->send(t.queue, yield_atom::value, t.token);
+    }
+}
+
+/// The fairest waiting user of known host who may run now; nullopt when none.
+std::optional<std::string> pick(self_ptr self) {
+  auto& st = self->state;
+  const std::pair<fair_key, std::string>* best = nullptr;
+  for (auto& [host, users] : st.by_host) {
+    if (st.full.count(host) > 0 || running_count(st, host) >= st.cfg.capacity)
+      continue;
+    for (auto& u : users) {
+      // Draining: only users with something to settle get a (settle-only) turn.
+      if (st.draining && st.line.at(u.second).carry.empty())
+        continue;
+      if (best == nullptr || u < *best)
+        best = &u;
+      break;
+    }
+  }
+  if (best == nullptr)
+    return std::nullopt;
+  return best->second;
+}
+
+/// Looks up more hosts when few users of known host wait (so a turn can start
+/// as soon as a slot frees), or — at most once per tick, and only while not
+/// too many wait already — when nobody known can run and this node has room
+/// (the unknown ones may be on a host with free slots). So a herd of any size
+/// costs one lookup per `host_batch` users served, plus at most one per tick.
+void maybe_look_up(self_ptr self, bool someone_runnable) {
+  auto& st = self->state;
+  if (st.lookup_in_flight || st.unknown.empty() || st.draining)
+    return;
+  auto known = st.line.size() - st.unknown.size();
+  auto now = self->clock().now();
+  bool room = static_cast<int64_t>(st.turns.size()) < st.cfg.max_running;
+  if (known < host_batch
+      || (room && !someone_runnable && known < 4 * host_batch
+          && now - st.last_lookup >= tick_period(st.cfg))) {
+    st.last_lookup = now;
+    look_up_hosts(self);
+  }
+}
+
+/// Starts turns while this node has room, fairest first.
+void grant(self_ptr self) {
+  auto& st = self->state;
+  if (st.drained)
+    return;
+  bool runnable = false;
+  while (true) {
+    auto user = pick(self);
+    if (user)
+      runnable = true;
+    if (!user || static_cast<int64_t>(st.turns.size()) >= st.cfg.max_running)
+      break;
+    start_turn(self, *user);
+  }
+  maybe_look_up(self, runnable);
+  if (!st.draining)
+    yield_for_waiting(self);
+}
+
+/// The lease of `user`'s turn is no longer trusted: stop its statement, tell
+/// its user_queue to send nothing more. The turn ends with the user_queue's
+/// report.
+void fence(self_ptr self, const std::string& user, running_turn& t, const char* why) {
+  if (t.fenced)
+    return;
+  t.fenced = true;
+  t.deadline->set(self->clock().now());
+  log::warning("turn fenced", {{"user", user}, {"why", why}});
+  self->send(self->state.canceller, stop_atom::value, user, t.token, stop_reason::lease_lost);
+  self->send(t.queue, fence_atom::value, t.token);
+}
+
+/// Renews every started turn's lease and slot, one round trip.
+void renew(self_ptr self) {
+  auto& st = self->state;
+  if (st.renew_in_flight)
+    return;
+  std::vector<held_lease> held;
+  std::vector<std::string> users;
+  for (auto& [user, t] : st.turns)
+    if (t.started && !t.fenced) {
+      held.push_back(held_lease{user, t.token, t.host, t.slot});
+      users.push_back(user);
+    }
+  if (held.empty())
+    return;
+  auto sent = self->clock().now();
+  st.renew_in_flight = true;
+  self->request(st.coord, tick_period(st.cfg) * 2, renew_atom::value, held,
+                static_cast<int64_t>(st.cfg.lease_ttl.count()))
+    .then(
+      [=](const std::vector<std::string>& lost) {
+        auto& st = self->state;
+        st.renew_in_flight = false;
+        std::set<std::string> gone(lost.begin(), lost.end());
+        for (size_t i = 0; i < held.size(); ++i) {
+          auto t = st.turns.find(users[i]);
+          if (t == st.turns.end() || t->second.token != held[i].token || t->second.fenced)
+            continue;
+          if (gone.count(held[i].token) > 0)
+            fence(self, users[i], t->second, "the lease is gone");
+          else
+            arm_deadline(self, users[i], t->second, deadline_after(st.cfg, sent));
+        }
+      },
+      [=](caf::error& err) {
+        self->state.renew_in_flight = false;
+        // The leases may still be valid: the deadlines fence them if not.
+        log::warning("lease renewal failed", {{"error", render(self, err)},
+                                              {"leases", std::to_string(held.size())}});
+      });
+}
+
+void maybe_finish_drain(self_ptr self, bool give_up = false) {
   auto& st = self->state;
   if (!st.draining || st.drained)
     return;
-  for (auto& [user, e] : st.users)
-    if (e.running)
-      return;
-  std::vector<std::string> left;
-  for (auto& kv : st.users)
-    left.push_back(kv.first);
-  for (auto& user : left)
-    release(self, user);
+  int32_t unsettled = 0;
+  for (auto& [user, w] : st.line)
+    unsettled += static_cast<int32_t>(w.carry.size());
+  if (!give_up && (!st.turns.empty() || unsettled > 0))
+    return;
   st.drained = true;
-  log::info("drain finished", {{"finished", std::to_string(st.report.finished)},
-                               {"requeued", std::to_string(st.report.requeued)}});
+  st.report.unsettled = unsettled + static_cast<int32_t>(st.turns.size());
+  for (auto& [user, t] : st.turns)
+    log::error("drain gave up on a turn that did not end", {{"user", user}});
+  for (auto& [user, w] : st.line)
+    if (!w.carry.empty())
+      log::error("drain could not write back a job", {{"user", user},
+                                                       {"job_id", w.carry.front().job_id}});
+  auto lvl = st.report.unsettled > 0 ? log::level::error : log::level::info;
+  log::write(lvl, "drain finished", {{"finished", std::to_string(st.report.finished)},
+                                     {"requeued", std::to_string(st.report.requeued)},
+                                     {"unsettled", std::to_string(st.report.unsettled)}});
   for (auto& rp : st.drain_waiters)
     rp.deliver(st.report);
   st.drain_waiters.clear();
 }
 
-/// Renews every held lease and slot. A lease that cannot be renewed is lost:
-/// the canceller stops the user's running statement at once and the user is
-/// dropped (its job is no longer ours to write). A Redis failure is only
-/// logged: the lease may still be valid, the next tick retries.
-void renew(self_ptr self) {
+void on_ended(self_ptr self, turn_report& r) {
   auto& st = self->state;
-  std::vector<std::string> lost;
-  for (auto& [user, e] : st.users) {
-    auto r = st.coord->renew_lease(user, e.lease_token, st.cfg.lease_ttl);
-    if (!r) {
-      log::warning("user lease renewal failed", {{"user", user}, {"error", render(r.error())}});
-      continue;
-    }
-    if (!*r) {
-      lost.push_back(user);
-      continue;
-    }
-    if (!e.running)
-      continue;
-    auto s = st.coord->renew_slot(*e.host, e.slot, st.cfg.lease_ttl);
-    if (s && !*s) {
-      // The slot expired (e.g. Redis was unreachable for a TTL): the statement
-      // still runs, so take the slot again if the host has room.
-      s = st.coord->acquire_slot(*e.host, st.cfg.capacity, e.slot, st.cfg.lease_ttl);
-      if (s && !*s)
-        log::warning("capacity slot expired while running", {{"user", user}, {"host", *e.host}});
-    }
-    if (!s)
-      log::warning("capacity slot renewal failed",
-                   {{"host", *e.host}, {"error", render(s.error())}});
-  }
-  for (const auto& user : lost) {
-    auto& e = st.users.at(user);
-    log::warning("user lease lost", {{"user", user}, {"running", e.running ? "true" : "false"}});
-    if (e.running) {
-      self->send(st.canceller, stop_atom::value, user, stop_reason::lease_lost);
-      end_turn(self, e);
-    }
-    forget(self, user);
-  }
-  if (!lost.empty())
-    maybe_finish_drain(self);
-}
-
-/// `wants` and the crash sweep: serves `user` unless draining or already
-/// known — takes its lease (another node holding it: nothing to do), creates
-/// its user_queue and grants turns.
-void serve(self_ptr self, const std::string& user) {
-  auto& st = self->state;
-  if (st.draining || st.users.count(user) > 0)
-    return;
-  auto token = redis::random_token();
-  auto got = st.coord->acquire_lease(user, token, st.cfg.lease_ttl);
-  if (!got) {
-    log::warning("user lease acquire failed", {{"user", user}, {"error", render(got.error())}});
+  auto i = st.turns.find(r.user);
+  if (i == st.turns.end() || i->second.token != r.token) {
+    log::debug("report of an older turn ignored", {{"user", r.user}});
     return;
   }
-  if (!*got) {
-    log::debug("user served by another node", {{"user", user}});
-    return;
+  auto t = std::move(i->second);
+  st.turns.erase(i);
+  st.registry->forget_lease(t.token);
+  if (--st.running_on[t.host] <= 0)
+    st.running_on.erase(t.host);
+  if (st.draining) {
+    st.report.finished += r.finished;
+    st.report.requeued += r.requeued;
   }
-  user_entry e;
-  e.lease_token = token;
-  e.waiting_since = ++st.seq;
-  e.queue = st.make_queue(self->system(), user, token, caf::actor_cast<scheduler_actor>(self));
-  st.users.emplace(user, std::move(e));
-  log::debug("user lease acquired", {{"user", user}});
+  if (r.jobs == 0 && !st.grants.empty()) {
+    // Strike a turn that ran nothing from the history.
+    auto g = std::find(st.grants.rbegin(), st.grants.rend(), r.user);
+    if (g != st.grants.rend())
+      st.grants.erase(std::next(g).base());
+  }
+  auto statements = t.statements_run + r.statements_run;
+  log::debug("turn report", {{"user", r.user},
+                             {"why", to_string(r.why)},
+                             {"jobs", std::to_string(r.jobs)},
+                             {"carry", std::to_string(r.carry.size())}});
+  switch (r.why) {
+    case turn_end::idle:
+      st.full.erase(t.host);
+      if ((t.wanted && !st.draining) || !r.carry.empty())
+        enqueue(self, r.user, statements, std::move(r.carry), std::nullopt, t.host);
+      break;
+    case turn_end::released:
+      st.full.erase(t.host);
+      if (!st.draining || !r.carry.empty())
+        enqueue(self, r.user, statements, std::move(r.carry), std::nullopt, t.host);
+      break;
+    case turn_end::busy:
+      // Another node serves the user (and settles its work in progress).
+      break;
+    case turn_end::full:
+      st.full.insert(t.host);
+      if (!st.draining || !r.carry.empty())
+        enqueue(self, r.user, statements, std::move(r.carry), t.since, t.host);
+      break;
+    case turn_end::fenced:
+      // The slot expires in Redis; the user waits with what it could not write.
+      if (!st.draining || !r.carry.empty())
+        enqueue(self, r.user, statements, std::move(r.carry), t.since, t.host);
+      break;
+  }
+  maybe_finish_drain(self);
   grant(self);
 }
 
-/// The crash sweep (SPEC §7): serves every user whose work in progress has no
-/// lease holder. A Redis failure is logged; the next sweep retries.
+/// The crash sweep (SPEC §7): users with work in progress and no lease join
+/// the line. A Redis failure is logged; the next sweep retries.
 void sweep(self_ptr self) {
   auto& st = self->state;
-  auto orphans = st.coord->orphaned_users();
-  if (!orphans) {
-    log::warning("orphan sweep failed", {{"error", render(orphans.error())}});
-    return;
-  }
-  for (const auto& user : *orphans) {
-    if (st.draining || st.users.count(user) > 0)
+  self->request(st.coord, st.cfg.sweep_interval, orphans_atom::value)
+    .then(
+      [=](const std::vector<std::string>& users) {
+        auto& st = self->state;
+        if (st.draining)
+          return;
+        for (const auto& user : users) {
+          if (st.line.count(user) > 0 || st.turns.count(user) > 0)
+            continue;
+          log::info("orphaned work in progress found", {{"user", user}});
+          enqueue(self, user, 0, {});
+        }
+        grant(self);
+      },
+      [=](caf::error& err) {
+        log::warning("orphan sweep failed", {{"error", render(self, err)}});
+      });
+}
+
+/// The drain's grace is over: stop what still runs.
+void stop_running(self_ptr self) {
+  auto& st = self->state;
+  st.grace_over = true;
+  for (auto& [user, t] : st.turns) {
+    if (t.stopped || t.fenced)
       continue;
-    log::info("orphaned work in progress found", {{"user", user}});
-    serve(self, user);
+    t.stopped = true;
+    log::info("drain stops user", {{"user", user}});
+    self->send(st.canceller, stop_atom::value, user, t.token, stop_reason::drain);
+    self->send(t.queue, stop_atom::value, t.token);
   }
 }
 
@@ -320,72 +534,45 @@ scheduler_impl::behavior_type scheduler(self_ptr self) {
   self->delayed_send(self, tick_period(self->state.cfg), tick_atom::value);
   self->delayed_send(self, self->state.cfg.sweep_interval, sweep_atom::value);
   return {
-    [=](wants_atom, const std::string& user) { serve(self, user); },
-    [=](sweep_atom) {
-      // Draining: the node is leaving; other nodes sweep (no re-arm).
-      if (self->state.draining)
+    [=](wants_atom, const std::string& user) {
+      auto& st = self->state;
+      if (st.draining)
         return;
+      if (auto t = st.turns.find(user); t != st.turns.end()) {
+        t->second.wanted = true;
+        return;
+      }
+      enqueue(self, user, 0, {});
+      grant(self);
+    },
+    [=](started_atom, const std::string& user, const std::string& token) {
+      auto& st = self->state;
+      auto t = st.turns.find(user);
+      if (t != st.turns.end() && t->second.token == token)
+        t->second.started = true;
+    },
+    [=](ended_atom, turn_report& r) { on_ended(self, r); },
+    [=](deadline_atom, const std::string& user, const std::string& token) {
+      auto& st = self->state;
+      auto t = st.turns.find(user);
+      if (t == st.turns.end() || t->second.token != token || t->second.fenced)
+        return;
+      if (self->clock().now() >= t->second.deadline_at)
+        fence(self, user, t->second, "lease deadline passed without a renewal");
+    },
+    [=](sweep_atom) {
+      if (self->state.draining)
+        return; // the node is leaving; other nodes sweep (no re-arm)
       sweep(self);
       self->delayed_send(self, self->state.cfg.sweep_interval, sweep_atom::value);
     },
-    [=](done_atom, const std::string& user, const job_summary& summary) {
-      auto& st = self->state;
-      auto i = st.users.find(user);
-      if (i == st.users.end() || !i->second.running) {
-        log::warning("done from a user without a turn", {{"user", user}});
-        return;
-      }
-      auto& e = i->second;
-      end_turn(self, e);
-      e.statements_run += summary.statements_run;
-      if (st.draining) {
-        auto status = job::parse_status(summary.status);
-        if (status == job::status::pending)
-          ++st.report.requeued;
-        else if (status && job::is_final(*status))
-          ++st.report.finished;
-        release(self, user);
-        maybe_finish_drain(self);
-        return;
-      }
-      e.waiting_since = ++st.seq;
-      grant(self);
-    },
-    [=](idle_atom, const std::string& user) {
-      auto& st = self->state;
-      auto i = st.users.find(user);
-      if (i == st.users.end() || !i->second.running) {
-        log::warning("idle from a user without a turn", {{"user", user}});
-        return;
-      }
-      auto& e = i->second;
-      end_turn(self, e);
-      strike_grant(self, user);
-      if (st.draining) {
-        release(self, user);
-        maybe_finish_drain(self);
-        return;
-      }
-      auto r = st.coord->release_lease_if_idle(user, e.lease_token);
-      if (r && *r) {
-        log::debug("user idle, lease released", {{"user", user}});
-        forget(self, user);
-      } else if (!r && is(r.error(), ec::lease_lost)) {
-        log::warning("user lease lost", {{"user", user}, {"running", "false"}});
-        forget(self, user);
-      } else {
-        // Jobs arrived after the last dequeue (or Redis failed): keep serving.
-        if (!r)
-          log::warning("user lease release failed",
-                       {{"user", user}, {"error", render(r.error())}});
-        e.waiting_since = ++st.seq;
-      }
-      grant(self);
-    },
     [=](tick_atom) {
+      auto& st = self->state;
       renew(self);
+      st.full.clear(); // probe every full host again, once
       grant(self);
-      self->delayed_send(self, tick_period(self->state.cfg), tick_atom::value);
+      if (!st.drained)
+        self->delayed_send(self, tick_period(st.cfg), tick_atom::value);
     },
     [=](drain_atom) -> caf::typed_response_promise<drain_report> {
       auto& st = self->state;
@@ -398,57 +585,56 @@ scheduler_impl::behavior_type scheduler(self_ptr self) {
       if (st.draining)
         return rp;
       st.draining = true;
-      std::vector<std::string> waiting;
-      for (auto& [user, e] : st.users)
-        if (!e.running)
-          waiting.push_back(user);
-      for (auto& user : waiting) {
-        release(self, user);
-        // Hand the user over: another node serves it now, not at its next rescan.
-        if (auto r = st.coord->announce(user); !r)
-          log::warning("announce failed", {{"user", user}, {"error", render(r.error())}});
-      }
-      log::info("drain started", {{"running", std::to_string(st.users.size())}});
+      // Hand the waiting users over: another node serves them now, not at
+      // its next rescan. Users with jobs to write back stay for a settle turn.
+      std::vector<std::string> handed;
+      for (auto& [user, w] : st.line)
+        if (w.carry.empty())
+          handed.push_back(user);
+      for (auto& user : handed)
+        leave_line(self, user);
+      if (!handed.empty())
+        self->request(st.coord, tick_period(st.cfg) * 5, announce_atom::value, handed)
+          .then([](bool) {},
+                [=](caf::error& err) {
+                  log::warning("announce failed", {{"error", render(self, err)}});
+                });
+      for (auto& [user, t] : st.turns)
+        if (!t.fenced) {
+          t.yielded = true;
+          self->send(t.queue, yield_atom::value, t.token);
+        }
+      log::info("drain started", {{"running", std::to_string(st.turns.size())},
+                                  {"handed_over", std::to_string(handed.size())}});
+      if (st.cfg.shutdown_grace.count() == 0)
+        stop_running(self);
+      else
+        self->delayed_send(self, st.cfg.shutdown_grace, grace_atom::value);
+      self->delayed_send(self, st.cfg.shutdown_grace + st.cfg.drain_bound, drain_atom::value,
+                         tick_atom::value);
+      grant(self); // settle-only turns
       maybe_finish_drain(self);
-      if (!st.drained)
-        self->delayed_send(self, st.cfg.shutdown_grace, drain_atom::value, tick_atom::value);
       return rp;
     },
-    [=](drain_atom, tick_atom) {
-      auto& st = self->state;
-      if (!st.draining || st.drained)
-        return;
-      if (!st.stopping) {
-        // Grace is over: stop what still runs; each runner requeues its job
-        // and its user_queue reports `done`.
-        st.stopping = true;
-        for (auto& [user, e] : st.users) {
-          if (e.running) {
-            log::info("drain stops user", {{"user", user}});
-            self->send(st.canceller, stop_atom::value, user, stop_reason::drain);
-          }
-        }
-        self->delayed_send(self, st.cfg.shutdown_grace, drain_atom::value, tick_atom::value);
-        return;
-      }
-      // A second grace period passed without `done`: give up waiting.
-      std::vector<std::string> left;
-      for (auto& [user, e] : st.users) {
-        log::warning("drain gave up waiting for user", {{"user", user}});
-        end_turn(self, e);
-        left.push_back(user);
-      }
-      for (auto& user : left)
-        release(self, user);
-      maybe_finish_drain(self);
+    [=](grace_atom) {
+      if (self->state.draining && !self->state.drained)
+        stop_running(self);
     },
+    [=](drain_atom, tick_atom) { maybe_finish_drain(self, true); },
     [=](stats_atom) {
       auto& st = self->state;
       scheduler_stats s;
-      s.waiting = waiting_order(st);
-      for (auto& [user, e] : st.users)
-        if (e.running)
-          s.running.push_back(user);
+      std::vector<std::pair<fair_key, std::string>> order;
+      for (auto& [user, w] : st.line)
+        order.emplace_back(w.key(), user);
+      std::sort(order.begin(), order.end());
+      for (auto& x : order)
+        s.waiting.push_back(x.second);
+      for (auto& [user, t] : st.turns) {
+        s.running.push_back(user);
+        if (t.started && !t.fenced)
+          ++s.leases;
+      }
       s.grants.assign(st.grants.begin(), st.grants.end());
       return s;
     },
@@ -458,17 +644,18 @@ scheduler_impl::behavior_type scheduler(self_ptr self) {
 } // namespace
 
 scheduler_actor spawn_scheduler(caf::actor_system& sys, const scheduler_settings& cfg,
-                                std::shared_ptr<ports::coordination> coordination,
-                                canceller_actor canceller, user_queue_factory make_queue,
-                                bool detached) {
+                                coordination_actor coordination, canceller_actor canceller,
+                                std::shared_ptr<pg::cancel_registry> registry,
+                                user_queue_factory make_queue) {
   auto init = [=](self_ptr self) {
     self->state.cfg = cfg;
     self->state.coord = coordination;
     self->state.canceller = canceller;
+    self->state.registry = registry;
     self->state.make_queue = make_queue;
     return scheduler(self);
   };
-  scheduler_impl h = spawn_maybe_detached(sys, detached, init);
+  scheduler_impl h = sys.spawn(init);
   return h;
 }
 

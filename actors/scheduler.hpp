@@ -1,38 +1,59 @@
-// The scheduler (SPEC §2, §5, §7): one per node; decides which user runs next.
+// The scheduler (SPEC §2, §5, §7): one per node; decides which user runs
+// next, and holds a user lease ONLY for the users it is running now.
 //
-// A user it hears of (`wants`) is served only once this node holds the user's
-// lease (`batch:locks:user:{user}`); then the user gets a user_queue (through a
-// factory) and waits. After every event the scheduler grants turns: waiting
-// users in fair order — fewest statements run so far, then longest waiting —
-// each take a capacity slot of their database host (at most `capacity`
-// statements per host, cluster-wide) and their user_queue gets `run`. A turn
-// ends with `done` (one job ran: back to waiting) or `idle` (the queue was
-// empty: the lease is released in the one script that releases only while the
-// queue is still empty, then the user_queue stops and the user is forgotten, so
-// nothing is held for a user without queued jobs). Every lease_ttl/5 a `tick`
-// renews leases and slots; a lease that cannot be renewed is lost: the
-// canceller stops that user's statement at once and the user is dropped.
-// `drain` (SIGTERM) stops granting, waits `shutdown_grace` for running turns,
-// then asks the canceller to stop the rest (they are requeued by their runners)
-// and releases every lease before it answers.
+// The line. A user it hears of (`wants`: the subscriber, a rescan, the crash
+// sweep) waits in a local line, holding nothing in Redis: 10,000 woken users
+// cost no Redis work until their turn. The line is fair — fewest statements
+// run so far, then longest waiting — and kept per database host (the
+// capacity bucket; looked up in batches of up to 64 users, one pipelined
+// round trip, and cached), so a host at capacity never holds up users of
+// another host.
+//
+// Turns. While fewer than `max_running` turns run, the fairest waiting user
+// whose host is neither at capacity here nor known to be full gets a turn: a
+// fresh lease token, a slot token, a local lease deadline, and a user_queue
+// (through a factory) that takes lease + slot + the first job in ONE turn step
+// and writes each job's end in the step that claims the next. A turn runs up
+// to `turn_jobs` jobs when nobody waits for its host, else one (and a running
+// turn is told to `yield` when somebody starts waiting), so fairness is
+// decided between jobs while an uncontended user keeps its slot. A turn that
+// finds the host full marks it full until a slot is given back here or the
+// next tick (one probe per full host per tick).
+//
+// Leases and fencing. Every lease_ttl/5 a tick renews every started turn's
+// lease and slot in ONE round trip (the coordination actor, on its own
+// thread). Each turn has a local deadline = when the last successful renewal
+// (or the grant) was sent + ttl - ttl/5; it lives in the cancel registry,
+// where the turn's statement tokens see it (no statement is sent past it).
+// A timer fires at the deadline: if no renewal moved it, the turn is FENCED
+// without waiting for Redis — the canceller stops the user's statement, the
+// user_queue sends nothing more — and so is a turn whose renewal says the
+// lease is gone. A fenced turn ends once its runner stopped; what it could
+// not write (the runner's state) comes back in the report's carry, stays
+// with the waiting user and is settled by the user's next turn here. Every
+// message about a turn carries its token: a report of an older turn is
+// ignored.
 //
 // Crash sweep (SPEC §7): every sweep_interval the scheduler asks which users
-// have work in progress but no lease holder (`orphaned_users`, their node
-// died) and serves each one it does not know yet exactly as if it had heard
-// `wants`: lease, user_queue, turn. The user_queue's first run recovers the
-// orphaned jobs (status `recover`: fail or requeue per batch.on-node-loss),
-// then dequeues; an empty queue ends the turn with `idle` and the lease is
-// released. No sweep while draining; a failed sweep is retried at the next one.
+// have work in progress but no lease holder (their node died) and puts each
+// one it does not know into the line; its turn settles the orphans first.
+// A node never finds its own live work orphaned: its running users hold
+// renewed leases, its fenced ones are in its line with their carry.
 //
-// Concurrency: all state lives in the actor. It calls the coordination port,
-// which BLOCKS on Redis in production, so it is spawned detached (its own
-// thread, still with a mailbox and timers). Deterministic tests pass a fake
-// port and detached = false.
+// Drain (SIGTERM): no new turns; the waiting users are announced (one
+// pipeline) so other nodes serve them now; running turns end after their job
+// (their lease released, the user published after the release); when
+// shutdown_grace is over the rest are stopped: the canceller fires their
+// drain tokens, the runners put the jobs back to pending, and each one is
+// written back at the head of its queue, out of work in progress, with its
+// lease and slot released and its user published, in one step. Users whose
+// jobs could not be written earlier get a settle-only turn. The answer comes
+// when every turn ended, or `drain_bound` after the grace: then `unsettled`
+// counts what could not be written, and the node exits non-zero.
 //
-// Round trips per turn (docs/round-trips.md): acquire_slot 1 + release_slot 1;
-// per user served: acquire_lease 1 + database_host 1 (cached while served) +
-// release_lease_if_idle 1; per tick: 1 per held lease + 1 per held slot; per
-// sweep: orphaned_users 1 (+ the per-user cost above for each orphan served).
+// Concurrency: event-based and never blocks (Redis through the coordination
+// actor, with request timeouts); all state lives in the actor. Deterministic
+// tests pass mocks of coordination, canceller and user_queues.
 #pragma once
 
 #include <chrono>
@@ -44,7 +65,7 @@
 #include <caf/actor_system.hpp>
 
 #include "messages/interfaces.hpp"
-#include "src/ports/ports.hpp"
+#include "src/pg/cancel_registry.hpp"
 
 namespace batchq {
 
@@ -54,30 +75,37 @@ struct settings;
 struct scheduler_settings {
   /// batch.capacity: concurrent statements per database host, cluster-wide.
   int64_t capacity = 4;
+  /// batch.max-running: turns (and so leases and runner threads) at once here.
+  int64_t max_running = 8;
   /// batch.lease-ttl: TTL of user leases and capacity slots; renewed every ttl/5.
   std::chrono::milliseconds lease_ttl{5000};
-  /// batch.shutdown-grace: how long a drain waits for running jobs.
+  /// batch.shutdown-grace: how long a drain lets running jobs finish.
   std::chrono::milliseconds shutdown_grace{10000};
   /// batch.sweep-interval: period of the orphaned work-in-progress sweep.
   std::chrono::milliseconds sweep_interval{5000};
+  /// How long a drain waits after the grace for every turn to end.
+  std::chrono::milliseconds drain_bound{10000};
+  /// Jobs a turn runs in a row when nobody waits for its host.
+  int32_t turn_jobs = 100;
+  /// How long a looked-up database host is trusted.
+  std::chrono::milliseconds host_cache_ttl{60000};
 
   /// The scheduler's part of the validated configuration.
   static scheduler_settings from(const settings& s);
 };
 
-/// Creates the user_queue of `user` once this node holds its lease (`lease_token`).
-/// Production binds spawn_user_queue with the status actor and a runner factory;
-/// tests spawn mocks.
-using user_queue_factory = std::function<user_queue_actor(
-  caf::actor_system&, const std::string& user, const std::string& lease_token,
-  scheduler_actor self)>;
+/// Creates the user_queue of one turn (production: spawn_user_queue with the
+/// status actor, the canceller and a runner factory; tests spawn mocks).
+using user_queue_factory =
+  std::function<user_queue_actor(caf::actor_system&, turn_grant, scheduler_actor)>;
 
-/// Spawns the scheduler. `coordination` is used by the scheduler only (it is not
-/// thread-safe); `canceller` receives `stop(user, lease_lost | drain)`.
-/// REQUIRES: coordination, make_queue.
+/// Spawns the scheduler. `coordination` answers renewals, host lookups, the
+/// sweep and announcements; `canceller` receives `stop(user, token,
+/// lease_lost | drain)`; `registry` keeps each turn's lease deadline.
+/// REQUIRES: make_queue, registry.
 scheduler_actor spawn_scheduler(caf::actor_system& sys, const scheduler_settings& cfg,
-                                std::shared_ptr<ports::coordination> coordination,
-                                canceller_actor canceller, user_queue_factory make_queue,
-                                bool detached = true);
+                                coordination_actor coordination, canceller_actor canceller,
+                                std::shared_ptr<pg::cancel_registry> registry,
+                                user_queue_factory make_queue);
 
 } // namespace batchq

@@ -1,57 +1,109 @@
-// The user_queue (SPEC §2): one user's turns on this node, while the node holds
-// the user's lease. Spawned by the scheduler (through its user_queue_factory)
-// and stopped by it when the user goes idle or the lease is lost.
+// The user_queue (SPEC §2): ONE turn of one user on this node. The scheduler
+// spawns it with a turn_grant (user, lease token, host, slot, budget, and the
+// node's unsettled state of this user's jobs, if any) and it carries the turn
+// out through the status actor's `turn` steps, each one Redis round trip
+// (docs/redis-layout.md "Turns"):
 //
-// The first `run` after it is created (just after its node took the lease)
-// first asks the status actor to `recover` the user's orphaned work in progress
-// (SPEC §7 "Crash"; status.hpp), then dequeues as below; a recover error is
-// logged and the dequeue still happens, except lease_lost, which answers
-// `idle` as a dequeue error does. Later turns do not recover again.
+//   next                 -> lease + slot taken, work in progress settled, the
+//                           next job claimed (status running, node, claim)
+//     empty | busy | full -> ended (nothing held)
+//     recover(orphans)   -> settle each one, oldest first (below), then next
+//     job                -> run it (a job_runner), then ONE step writes its
+//                           end and goes on:
+//       finished -> final write + next (budget left, no yield or drain)
+//                   or final write + release
+//       drained  -> requeue at the head + release (lease and slot given
+//                   back, then the user published so another node takes it)
+//       lost     -> nothing more is written: ended(fenced) carries the
+//                   runner's state for the next turn on this node
+// The scheduler hears `started` once the lease is known to be held (the
+// renewals start then) and `ended` with a turn_report at the end; then the
+// actor quits. It never holds two jobs at once, and the user's next job is
+// never claimed while one of the user's jobs is still in work in progress:
+// the script returns such a job as an orphan first, or — when it is this
+// turn's own claim whose reply was lost — the same job again.
 //
-// On each `run` (a turn granted by the scheduler):
-//   request(status, dequeue, user, lease_token)   -- atomic: queue -> WIP, claim,
-//                                                    skipping ids no longer pending
-//     empty job_id  -> idle(user) to the scheduler (it releases the lease only if
-//                      the queue is still empty: no lost wake-up)
-//     a job         -> spawn a job_runner (factory), request(runner, run, ticket)
-//                      with no timeout -> done(user, summary) to the scheduler
-// It never holds two jobs at once: a `run` that arrives while a turn is in
-// progress is a scheduler bug; it is logged and ignored (the turn in progress
-// still answers). A dequeue error (lease_lost, Redis unreachable, a timeout)
-// answers `idle`: the scheduler's release_lease_if_idle then tells the truth —
-// lease lost -> the user is dropped; jobs still queued -> the user waits for
-// its next turn; Redis down -> retried once Redis answers — so an error never
-// wedges the user. A runner that fails (an error instead of a summary, e.g. it
-// died) answers `done` with a summary of that job whose status is empty and
-// statements_run 0.
+// Settling an orphan (a job running under another claim): when it is one of
+// this node's unsettled jobs (the grant's carry: a fenced turn of this node
+// that could not write its end; same id and claim), the runner's state is
+// the truth and is written (final, or back to pending at the head with the
+// interrupted statement pending: job::drain), so this node never reports its
+// own live work as lost. Otherwise its node died or was cut off: a blocking
+// helper stops its backends and waits until none runs a statement of the job
+// (ports::backend_cancel::stop_backends_of_job; retried until it can say so),
+// and only then job::node_lost applies batch.on-node-loss (the interrupted
+// step fails with `job interrupted: node <id> was lost while running it`, or
+// the job goes back to the head to resume there). No two statements of one
+// user overlap: a later job waits until the earlier one is known to be gone.
 //
-// Concurrency: event-based, no I/O and no blocking; all state in the actor.
-// The runner quits by itself after answering (job_runner.hpp); if the
-// user_queue is stopped mid-job, the runner's answer is dropped (the scheduler
-// stops a running user only after asking the canceller to stop its statement).
+// Failures: a step that fails transiently (Redis unreachable, no answer in
+// time) is sent again, unchanged, after 50 ms .. 1 s: the script is a
+// compare-and-set on status and claim, and recognises a retry of a write that
+// landed. lease_lost ends the turn as fenced (carrying what could not be
+// written). A write the store refuses as changed (invalid_transition,
+// job_not_found) is logged and the turn released.
+//
+// From the scheduler: `yield` (fairness, drain) makes the current job the
+// last one; `stop` (the drain's grace is over; the canceller has fired the
+// drain token) makes it the last one and ends the turn as soon as the runner
+// has requeued it; `fence` (the lease deadline passed) stops every request:
+// nothing more is sent, the turn ends once the runner and the request in
+// flight are done. The canceller hears `final(job_id, status)` after each
+// job's end is written (a waiting cancel answers then).
+//
+// Concurrency: event-based, never blocks; the runner and the helper that
+// stops backends run on threads of their own in production.
 #pragma once
 
+#include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include <caf/actor_system.hpp>
 
-#include "actors/scheduler.hpp"
 #include "messages/interfaces.hpp"
+#include "src/job/progress.hpp"
+#include "src/ports/ports.hpp"
 
 namespace batchq {
+
+struct settings;
 
 /// Spawns the runner of one job (production: spawn_job_runner with its ports).
 using job_runner_factory = std::function<job_runner_actor(caf::actor_system&)>;
 
-/// Spawns the user_queue of `user`. `lease_token` fences every dequeue.
-/// REQUIRES: make_runner.
-user_queue_actor spawn_user_queue(caf::actor_system& sys, const std::string& user,
-                                  const std::string& lease_token, scheduler_actor scheduler,
-                                  status_actor status, job_runner_factory make_runner);
+struct user_queue_settings {
+  /// batch.on-node-loss: what becomes of an orphan of a dead node.
+  job::node_loss_mode on_node_loss = job::node_loss_mode::fail;
+  /// Bound on each request to the status actor (a late answer is a retry).
+  std::chrono::milliseconds status_timeout{10000};
+  /// First and longest pause between retries of a failed step.
+  std::chrono::milliseconds retry_initial{50};
+  std::chrono::milliseconds retry_max{1000};
+  /// How long one attempt to stop an orphan's backends may take.
+  std::chrono::milliseconds backend_stop_bound{10000};
+  /// Spawn the blocking helper detached (production) or on the scheduler (tests).
+  bool detached_helpers = true;
 
-/// The scheduler's production user_queue_factory: spawn_user_queue with
-/// `status` and `make_runner`.
-user_queue_factory make_user_queue_factory(status_actor status, job_runner_factory make_runner);
+  /// The user_queue's part of the validated configuration.
+  static user_queue_settings from(const settings& s);
+};
+
+/// What a user_queue talks to (besides the scheduler that spawns it).
+struct user_queue_deps {
+  status_actor status;
+  canceller_actor canceller;
+  job_runner_factory make_runner;
+  /// Stops an orphan's backends (SPEC §7); may be null (tests: then nothing is
+  /// stopped and the orphan is settled at once).
+  std::shared_ptr<ports::backend_cancel> backends;
+};
+
+/// Spawns the user_queue of one turn; it starts on `run`.
+/// REQUIRES: deps.make_runner, deps.status.
+user_queue_actor spawn_user_queue(caf::actor_system& sys, const user_queue_settings& cfg,
+                                  turn_grant grant, scheduler_actor scheduler,
+                                  user_queue_deps deps);
 
 } // namespace batchq

@@ -6,6 +6,7 @@
 #include <caf/scoped_actor.hpp>
 
 #include "actors/canceller.hpp"
+#include "actors/coordination.hpp"
 #include "actors/job_runner.hpp"
 #include "actors/scheduler.hpp"
 #include "actors/status.hpp"
@@ -83,7 +84,9 @@ void exit_actor(Handle& h) {
 struct node::impl {
   std::shared_ptr<pg::cancel_registry> registry = std::make_shared<pg::cancel_registry>();
   std::shared_ptr<pg::pool> pool = std::make_shared<pg::pool>();
+  std::shared_ptr<ports::pg_backend_cancel> backends;
   status_actor status;
+  coordination_actor coordination;
   canceller_actor canceller;
   scheduler_actor scheduler;
   subscriber_actor subscriber;
@@ -110,19 +113,14 @@ caf::error node::start() {
   // runner and the pg_cancel_backend fallback.
   auto env = std::make_shared<ports::redis_job_environment>(metadata_endpoint(s),
                                                             s.batch_query_timeout);
-  // pg_cancel_backend (thread-safe): the canceller's fallback and the status
-  // actor's recover of orphaned jobs (SPEC §7 "Crash").
-  auto backend_cancel =
-    std::make_shared<ports::pg_backend_cancel>(ep, env, st.pool, s.postgres_port);
+  // pg_cancel_backend (thread-safe): the canceller's fallback, and the
+  // user_queues' stop of an orphan's backends (SPEC §7 "Crash").
+  st.backends = std::make_shared<ports::pg_backend_cancel>(ep, env, st.pool, s.postgres_port);
 
   // status: the single writer of job state, its own Redis connection.
   status_settings status_cfg;
   status_cfg.node_id = s.cluster_node_id;
   status_cfg.finished_jobs_ttl = s.batch_finished_jobs_ttl;
-  status_cfg.on_node_loss = s.batch_on_node_loss == on_node_loss::requeue
-                              ? job::node_loss_mode::requeue
-                              : job::node_loss_mode::fail;
-  status_cfg.backend_cancel = backend_cancel;
   st.status = spawn_status(sys_, status_cfg, std::make_shared<ports::redis_job_store>(ep));
 
   // canceller: this node's registry, other nodes through the middleman,
@@ -131,7 +129,7 @@ caf::error node::start() {
   canceller_cfg.node_id = s.cluster_node_id;
   st.canceller = spawn_canceller(
     sys_, canceller_cfg, st.status, st.registry,
-    std::make_shared<middleman_node_directory>(sys_, ep), backend_cancel);
+    std::make_shared<middleman_node_directory>(sys_, ep), st.backends);
 
   bool worker = mode_ != node_mode::api_only;
   if (worker)
@@ -183,20 +181,26 @@ void node::start_worker(std::shared_ptr<ports::redis_job_environment> env) {
   runner_cfg.default_timeout_ms = s.batch_query_timeout;
   auto connector = std::make_shared<ports::pg_sql_connector>(st.pool);
   auto status = st.status;
-  auto canceller = st.canceller;
   auto registry = st.registry;
-  job_runner_factory make_runner = [=](caf::actor_system& sys) {
-    return spawn_job_runner(sys, runner_cfg, status, canceller, env, connector, registry);
+  user_queue_deps deps;
+  deps.status = st.status;
+  deps.canceller = st.canceller;
+  deps.backends = st.backends;
+  deps.make_runner = [=](caf::actor_system& sys) {
+    return spawn_job_runner(sys, runner_cfg, status, env, connector, registry);
   };
-  user_queue_factory make_queue = [=](caf::actor_system& sys, const std::string& user,
-                                      const std::string& lease_token, scheduler_actor sched) {
-    return spawn_user_queue(sys, user, lease_token, sched, status, make_runner);
+  auto queue_cfg = user_queue_settings::from(s);
+  user_queue_factory make_queue = [=](caf::actor_system& sys, turn_grant g,
+                                      scheduler_actor sched) {
+    return spawn_user_queue(sys, queue_cfg, std::move(g), sched, deps);
   };
 
-  // scheduler: its own Redis connection for leases and capacity slots.
-  st.scheduler = spawn_scheduler(sys_, scheduler_settings::from(s),
-                                 std::make_shared<ports::redis_coordination>(ep, metadata_db),
-                                 st.canceller, make_queue);
+  // coordination: the scheduler's own Redis connection (renewals, hosts,
+  // sweep, announcements), on its own thread; the scheduler never blocks.
+  st.coordination =
+    spawn_coordination(sys_, std::make_shared<ports::redis_coordination>(ep, metadata_db));
+  st.scheduler = spawn_scheduler(sys_, scheduler_settings::from(s), st.coordination,
+                                 st.canceller, st.registry, make_queue);
 
   // subscriber: SUBSCRIBE batch:users + index rescans, reporting to the scheduler.
   st.subscriber = spawn_subscriber(sys_, subscriber_settings::from(s), st.scheduler,
@@ -293,6 +297,7 @@ void node::stop() {
     sys_.middleman().unpublish(st.canceller, cluster_port_);
   exit_actor(st.subscriber);
   exit_actor(st.scheduler);
+  exit_actor(st.coordination);
   exit_actor(st.canceller);
   exit_actor(st.status);
 }

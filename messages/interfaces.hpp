@@ -7,7 +7,9 @@
 // status inside job_summary, never an error.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include <caf/atom.hpp>
 #include <caf/replies_to.hpp>
@@ -20,86 +22,105 @@ namespace batchq {
 // -- atoms (at most 10 characters) ---------------------------------------------
 
 using wants_atom = caf::atom_constant<caf::atom("wants")>;
-using done_atom = caf::atom_constant<caf::atom("done")>;
-using idle_atom = caf::atom_constant<caf::atom("idle")>;
+using started_atom = caf::atom_constant<caf::atom("started")>;
+using ended_atom = caf::atom_constant<caf::atom("ended")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using drain_atom = caf::atom_constant<caf::atom("drain")>;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
 using run_atom = caf::atom_constant<caf::atom("run")>;
 using step_atom = caf::atom_constant<caf::atom("step")>;
+using turn_atom = caf::atom_constant<caf::atom("turn")>;
+using yield_atom = caf::atom_constant<caf::atom("yield")>;
+using fence_atom = caf::atom_constant<caf::atom("fence")>;
 using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
 using remote_cancel_atom = caf::atom_constant<caf::atom("rcancel")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using final_atom = caf::atom_constant<caf::atom("final")>;
-using dequeue_atom = caf::atom_constant<caf::atom("dequeue")>;
-using write_atom = caf::atom_constant<caf::atom("write")>;
-using requeue_atom = caf::atom_constant<caf::atom("requeue")>;
 using rescan_atom = caf::atom_constant<caf::atom("rescan")>;
 using ready_atom = caf::atom_constant<caf::atom("ready")>;
-using recover_atom = caf::atom_constant<caf::atom("recover")>;
+using renew_atom = caf::atom_constant<caf::atom("renew")>;
+using hosts_atom = caf::atom_constant<caf::atom("hosts")>;
+using orphans_atom = caf::atom_constant<caf::atom("orphans")>;
+using announce_atom = caf::atom_constant<caf::atom("announce")>;
+using settle_atom = caf::atom_constant<caf::atom("settle")>;
 
 // -- status: the only writer of job state ------------------------------------------
 
 using status_actor = caf::typed_actor<
-  // Moves the user's next pending job into work in progress and claims it
-  // (status=running, node); job_ticket.job_id is empty when the queue is empty.
-  // Errors: lease_lost.
-  caf::replies_to<dequeue_atom, std::string /*user*/, std::string /*lease_token*/>::with<
-    job_ticket>,
-  // Applies one fenced state write; refuses what the state machine refuses
-  // (invalid_transition, "Cannot set status from A to B"), lease_lost, job_not_found.
-  // A final status also sets the TTL and leaves work in progress.
-  caf::replies_to<write_atom, state_write>::with<bool>,
-  // Writes the job back to `pending` and puts it at the head of its user's queue
-  // (drain, on-node-loss=requeue), then publishes the user. Errors: lease_lost.
-  caf::replies_to<requeue_atom, state_write>::with<bool>,
+  // One turn step, ONE Redis round trip (turn.lua): an optional fenced job
+  // write (compare-and-set on status and claim; a retry of a write that landed
+  // answers `applied`), then the turn part: next (lease + slot + settle work
+  // in progress + claim), release, or none. Logs `job finished` for final
+  // writes. Errors: lease_lost, invalid_transition (status or claim changed,
+  // or a transition the state machine refuses), job_not_found,
+  // redis_unavailable.
+  caf::replies_to<turn_atom, turn_request>::with<turn_answer>,
   // The Redis half of a user's cancel: a pending job of `user` becomes cancelled
   // (steps skipped) atomically; otherwise reports its status and node.
   // Errors: job_not_found (unknown id or another user's job).
   caf::replies_to<cancel_atom, std::string /*job_id*/, std::string /*user*/>::with<
-    pending_cancel>,
-  // Recovers the user's orphaned work in progress (SPEC §7 "Crash") just after this
-  // node took the user's lease: each running job left in batch:wip:user:{user} gets
-  // its backends cancelled and batch.on-node-loss applied (failed, or requeued at
-  // the head); stale entries leave WIP. Answers how many jobs were recovered.
-  // Errors: lease_lost.
-  caf::replies_to<recover_atom, std::string /*user*/, std::string /*lease_token*/>::with<
-    int32_t>>;
+    pending_cancel>>;
 
 // -- job_runner: one running job ----------------------------------------------------
 
 using job_runner_actor = caf::typed_actor<
-  // Runs the job to a final status (or until drained / the lease is lost) and
-  // answers with how it ended. Blocking PostgreSQL calls happen here only, in a
-  // detached actor.
-  caf::replies_to<run_atom, job_ticket>::with<job_summary>,
+  // Runs the job's statements until it is final, drained, fenced or taken
+  // away, writing progress (steps starting and ending) through status with
+  // retries; answers with the state reached, which the user_queue writes
+  // together with the turn's next step. Blocking PostgreSQL calls happen here
+  // only, in a detached actor.
+  caf::replies_to<run_atom, job_ticket>::with<job_outcome>,
   // Internal: runs the next statement (one per message, so the mailbox is read
   // between statements).
   caf::reacts_to<step_atom>>;
 
-// -- user_queue: one user's turn on this node ---------------------------------------
+// -- user_queue: one turn of one user on this node ---------------------------------
 
 using user_queue_actor = caf::typed_actor<
-  // A grant from the scheduler: dequeue one job, run it, then tell the scheduler
-  // `done` (with the summary) or `idle` (the queue was empty). Never two jobs at once.
-  caf::reacts_to<run_atom>>;
+  // Starts the turn it was spawned with (turn_grant): claim, run, write,
+  // repeat while the budget lasts; then `ended` to the scheduler.
+  caf::reacts_to<run_atom>,
+  // From the scheduler: end the turn after the current job (fairness, drain).
+  caf::reacts_to<yield_atom, std::string /*token*/>,
+  // From the scheduler: the lease deadline passed; write nothing more, end
+  // once the runner stopped.
+  caf::reacts_to<fence_atom, std::string /*token*/>,
+  // From the scheduler: the drain's grace is over; the running job goes back
+  // to the head of its queue now.
+  caf::reacts_to<stop_atom, std::string /*token*/>>;
 
 // -- scheduler: which user runs next -------------------------------------------------
 
 using scheduler_actor = caf::typed_actor<
-  // `user` has queued jobs (from the subscriber, a rescan or a requeue).
+  // `user` has queued jobs (from the subscriber, a rescan or the crash sweep).
   caf::reacts_to<wants_atom, std::string /*user*/>,
-  // The user_queue of `user` finished one job.
-  caf::reacts_to<done_atom, std::string /*user*/, job_summary>,
-  // The user_queue of `user` found the queue empty.
-  caf::reacts_to<idle_atom, std::string /*user*/>,
-  // Timer: renews leases and capacity slots, retries users waiting for capacity.
+  // From a user_queue: its turn holds the lease now (renewals start).
+  caf::reacts_to<started_atom, std::string /*user*/, std::string /*token*/>,
+  // From a user_queue: its turn is over (a report for an older turn is ignored).
+  caf::reacts_to<ended_atom, turn_report>,
+  // Timer: renews every held lease and slot in one round trip, probes full
+  // hosts, grants turns.
   caf::reacts_to<tick_atom>,
-  // Graceful drain: stop granting, give running jobs the grace period, then stop
-  // them (requeued), release every lease; answers when all is done.
+  // Graceful drain: stop granting, let running turns end after their job,
+  // after the grace stop the rest (requeued at the head, lease released, user
+  // published); answers when every turn ended.
   caf::replies_to<drain_atom>::with<drain_report>,
   // A snapshot (tests, metrics).
   caf::replies_to<stats_atom>::with<scheduler_stats>>;
+
+// -- coordination: the scheduler's Redis connection --------------------------------
+
+using coordination_actor = caf::typed_actor<
+  // Renews every lease (and its slot) in one round trip; answers the tokens
+  // of the leases that are no longer held (lost). Errors: redis_unavailable.
+  caf::replies_to<renew_atom, std::vector<held_lease>, int64_t /*ttl_ms*/>::with<
+    std::vector<std::string>>,
+  // The database host of each user ("" unknown), one pipelined round trip.
+  caf::replies_to<hosts_atom, std::vector<std::string>>::with<std::vector<std::string>>,
+  // The crash sweep (SPEC §7): users with work in progress and no lease.
+  caf::replies_to<orphans_atom>::with<std::vector<std::string>>,
+  // PUBLISH batch:users for each user, one pipelined round trip.
+  caf::replies_to<announce_atom, std::vector<std::string>>::with<bool>>;
 
 // -- subscriber: who has work --------------------------------------------------------
 
@@ -123,9 +144,11 @@ using canceller_actor = caf::typed_actor<
   // From another node's canceller (over the middleman): stop the statement of a
   // job running on this node; true if it ran here.
   caf::replies_to<remote_cancel_atom, std::string /*job_id*/>::with<bool>,
-  // From the scheduler: stop every running statement of `user` on this node.
-  caf::reacts_to<stop_atom, std::string /*user*/, stop_reason>,
-  // From a runner: the job's final status is recorded (completes a waiting cancel).
+  // From the scheduler: stop the running statement of `user`'s turn `token`
+  // on this node (drain, or the lease is lost).
+  caf::reacts_to<stop_atom, std::string /*user*/, std::string /*token*/, stop_reason>,
+  // From a user_queue: the job's final status is recorded (completes a waiting
+  // cancel).
   caf::reacts_to<final_atom, std::string /*job_id*/, std::string /*status*/>>;
 
 } // namespace batchq

@@ -17,8 +17,14 @@ inline constexpr const char* protocol_id = "batchq/1";
 
 inline void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<job_ticket>("batchq::job_ticket");
-  cfg.add_message_type<state_write>("batchq::state_write");
-  cfg.add_message_type<job_summary>("batchq::job_summary");
+  cfg.add_message_type<job_write>("batchq::job_write");
+  cfg.add_message_type<turn_request>("batchq::turn_request");
+  cfg.add_message_type<turn_answer>("batchq::turn_answer");
+  cfg.add_message_type<job_outcome>("batchq::job_outcome");
+  cfg.add_message_type<unsettled_job>("batchq::unsettled_job");
+  cfg.add_message_type<turn_grant>("batchq::turn_grant");
+  cfg.add_message_type<turn_report>("batchq::turn_report");
+  cfg.add_message_type<held_lease>("batchq::held_lease");
   cfg.add_message_type<pending_cancel>("batchq::pending_cancel");
   cfg.add_message_type<cancel_result>("batchq::cancel_result");
   cfg.add_message_type<drain_report>("batchq::drain_report");
@@ -30,6 +36,7 @@ inline void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<scheduler_actor>("batchq::scheduler_actor");
   cfg.add_message_type<subscriber_actor>("batchq::subscriber_actor");
   cfg.add_message_type<canceller_actor>("batchq::canceller_actor");
+  cfg.add_message_type<coordination_actor>("batchq::coordination_actor");
   cfg.add_error_category(ec_category, [](uint8_t code, caf::atom_value, const caf::message& ctx) {
     std::string text = std::string{"batchq."} + to_string(static_cast<ec>(code));
     if (ctx.size() == 1 && ctx.match_element<std::string>(0))

@@ -38,43 +38,196 @@ inline const char* to_string(stop_reason x) {
 /// Field/value pairs of a `batch:jobs:{id}` hash (src/job's `record`).
 using field_pairs = std::vector<std::pair<std::string, std::string>>;
 
-/// A job taken from a user's queue by the status actor (already claimed:
-/// `status=running`, `node` written in the same script), handed to a runner.
+/// A job claimed for this node by a turn step (status `running`, `node` and
+/// `claim` = the turn's lease token written in the same script), handed to a
+/// runner; or an orphan found in work in progress (running under another claim).
 struct job_ticket {
-  /// Empty when the user's queue was empty.
+  /// Empty when there is no job.
   std::string job_id;
   std::string user;
-  /// The user lease this node holds; every write for the job is fenced by it.
+  /// The lease token of the turn this job runs in; every write is fenced by it.
   std::string lease_token;
-  /// The job's hash after the claim.
+  /// The job's hash as read (after the claim).
   field_pairs record;
 };
 
-/// One fenced write of a job's state, applied by the status actor.
-struct state_write {
+/// What one job write inside a turn step does (SPEC §3.3, §7).
+enum class write_kind : uint8_t {
+  /// Fields change, the job stays running (a step started or ended).
+  progress,
+  /// A final status: TTL, out of work in progress.
+  final,
+  /// Back to `pending` at the head of the user's queue (drain, requeue).
+  requeue,
+};
+
+/// One fenced job write: compare-and-set on the stored status AND claim.
+struct job_write {
   std::string job_id;
-  std::string user;
-  std::string lease_token;
-  /// The status the writer holds as stored; the write happens only if Redis
-  /// still has it (compare-and-set), so a concurrent change is never overwritten.
-  std::string from_status;
-  /// The status being written (may equal from_status for progress within `running`).
+  /// The status and claim the writer knows to be stored (a turn's own job:
+  /// its token; an orphan being recovered: the claim it was found with).
+  std::string expected_status;
+  std::string expected_claim;
   std::string to_status;
+  write_kind kind = write_kind::progress;
   /// Fields to set and optional fields to delete (src/job's state_fields()).
   field_pairs set;
   std::vector<std::string> del;
 };
 
+/// What a turn step does besides its write (docs/redis-layout.md "Turns").
+enum class turn_part : uint8_t {
+  none,
+  /// Take or refresh the lease and a slot, settle work in progress, claim the
+  /// next job.
+  next,
+  /// Give lease and slot back; publish the user if jobs are still queued.
+  release,
+};
+
+/// One call of the status actor's `turn` (one Redis round trip).
+struct turn_request {
+  std::string user;
+  /// The turn's lease token.
+  std::string token;
+  /// The user's capacity bucket (database host) and the turn's slot token.
+  std::string host;
+  std::string slot;
+  int64_t capacity = 4;
+  int64_t lease_ttl_ms = 5000;
+  turn_part part = turn_part::none;
+  /// At most one write.
+  std::vector<job_write> write;
+};
+
+enum class turn_outcome : uint8_t {
+  none,
+  /// Nothing queued, nothing in progress; nothing held.
+  empty,
+  /// Another node holds the lease; nothing held.
+  busy,
+  /// The host is at capacity; nothing held.
+  full,
+  /// `jobs[0]` is claimed by this turn (lease and slot held).
+  job,
+  /// `jobs` are orphans to settle before anything else runs (lease and slot held).
+  recover,
+  /// Lease and slot given back; `queue_length` jobs still queued.
+  released,
+};
+
+inline const char* to_string(turn_outcome x);
+
+struct turn_answer {
+  /// The write was a retry of one that had landed: nothing changed now.
+  bool applied = false;
+  turn_outcome what = turn_outcome::none;
+  std::vector<job_ticket> jobs;
+  int64_t queue_length = 0;
+};
+
 /// How a runner's job ended.
-struct job_summary {
+enum class job_end : uint8_t {
+  /// The job reached a final status (in `set`, not written yet).
+  finished,
+  /// A drain stopped it: its state is `pending` again (not written yet).
+  drained,
+  /// The lease was lost (fenced): nothing more may be written by this turn;
+  /// `set` is the truth this node knows (the outcome of every statement it ran).
+  lost,
+  /// The stored job changed under the runner (another writer, or gone).
+  aborted,
+};
+
+inline const char* to_string(job_end x);
+
+/// A runner's answer: the job's state as the runner knows it, to be written
+/// by the user_queue together with the turn's next step.
+struct job_outcome {
   std::string job_id;
-  /// The final status, or `pending` when the job was drained and requeued, or
-  /// `running` when the node lost the user's lease and wrote nothing more.
+  job_end how = job_end::finished;
+  /// The status last written to Redis (the next write's expected status).
+  std::string written_status;
+  /// The job's status in `set`.
   std::string status;
-  /// Statements sent to PostgreSQL (steps and fallbacks): the scheduler's
-  /// fairness counter ("fewest steps run so far").
+  field_pairs set;
+  std::vector<std::string> del;
+  /// Statements sent to PostgreSQL (fairness: "fewest steps run so far").
   int32_t statements_run = 0;
   int64_t elapsed_ms = 0;
+};
+
+/// A job this node ran but could not finish writing (its turn was fenced):
+/// kept until the user's next turn on this node settles it with the truth
+/// instead of reporting the node lost.
+struct unsettled_job {
+  std::string job_id;
+  /// The lease token it was claimed under, and its status as stored.
+  std::string claim;
+  std::string stored_status;
+  /// The state to write (its status, fields to set and to delete).
+  std::string status;
+  field_pairs set;
+  std::vector<std::string> del;
+};
+
+/// A user's turn on this node: granted by the scheduler, carried out by a
+/// user_queue.
+struct turn_grant {
+  std::string user;
+  /// The lease token (random, one per turn): fences every write, identifies
+  /// the turn in every message about it.
+  std::string token;
+  std::string host;
+  std::string slot;
+  int64_t capacity = 4;
+  int64_t lease_ttl_ms = 5000;
+  /// Jobs the turn may run before it gives its slot back (0: settle work in
+  /// progress only, then release).
+  int32_t budget = 1;
+  /// Jobs of this user the node could not finish writing (0 or 1).
+  std::vector<unsettled_job> carry;
+};
+
+/// Why a turn ended.
+enum class turn_end : uint8_t {
+  /// The queue was empty: lease and slot given back.
+  idle,
+  /// Budget spent, a yield or a drain: lease and slot given back, jobs remain.
+  released,
+  /// Another node holds the lease: nothing held.
+  busy,
+  /// The host was at capacity: nothing held.
+  full,
+  /// The lease deadline passed (or Redis said the lease is gone): nothing
+  /// more was written; `carry` holds what could not be written.
+  fenced,
+};
+
+inline const char* to_string(turn_end x);
+
+/// A user_queue's last word about its turn.
+struct turn_report {
+  std::string user;
+  std::string token;
+  turn_end why = turn_end::idle;
+  /// Jobs that ended in this turn (final or requeued), statements run.
+  int32_t jobs = 0;
+  int32_t statements_run = 0;
+  /// Jobs finished with a final status, and requeued by a drain.
+  int32_t finished = 0;
+  int32_t requeued = 0;
+  /// Jobs still queued (released).
+  int64_t queue_length = 0;
+  std::vector<unsettled_job> carry;
+};
+
+/// A lease (and its capacity slot) held by a turn, for the renewal tick.
+struct held_lease {
+  std::string user;
+  std::string token;
+  std::string host;
+  std::string slot;
 };
 
 /// Result of the Redis half of a cancel (`job_cancel_pending`).
@@ -99,6 +252,9 @@ struct drain_report {
   int32_t finished = 0;
   /// Jobs cancelled at the end of the grace period and put back to pending.
   int32_t requeued = 0;
+  /// Jobs whose state this node could not write back (Redis unreachable):
+  /// when not 0 the drain failed and the node exits non-zero.
+  int32_t unsettled = 0;
 };
 
 /// A snapshot of the scheduler, for tests, `/metrics` and logs.
@@ -107,8 +263,10 @@ struct scheduler_stats {
   std::vector<std::string> waiting;
   /// Users with a job running now.
   std::vector<std::string> running;
-  /// Grants so far, in order (user names), e.g. A,B,C,A,B,A.
+  /// Jobs run so far, in order (user names), e.g. A,B,C,A,B,A.
   std::vector<std::string> grants;
+  /// Leases this node holds now (turns running).
+  int32_t leases = 0;
 };
 
 // -- inspect --------------------------------------------------------------------
@@ -119,15 +277,49 @@ typename Inspector::result_type inspect(Inspector& f, job_ticket& x) {
 }
 
 template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, state_write& x) {
-  return f(caf::meta::type_name("state_write"), x.job_id, x.user, x.lease_token, x.from_status,
-           x.to_status, x.set, x.del);
+typename Inspector::result_type inspect(Inspector& f, job_write& x) {
+  return f(caf::meta::type_name("job_write"), x.job_id, x.expected_status, x.expected_claim,
+           x.to_status, x.kind, x.set, x.del);
 }
 
 template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, job_summary& x) {
-  return f(caf::meta::type_name("job_summary"), x.job_id, x.status, x.statements_run,
-           x.elapsed_ms);
+typename Inspector::result_type inspect(Inspector& f, turn_request& x) {
+  return f(caf::meta::type_name("turn_request"), x.user, x.token, x.host, x.slot, x.capacity,
+           x.lease_ttl_ms, x.part, x.write);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, turn_answer& x) {
+  return f(caf::meta::type_name("turn_answer"), x.applied, x.what, x.jobs, x.queue_length);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, job_outcome& x) {
+  return f(caf::meta::type_name("job_outcome"), x.job_id, x.how, x.written_status, x.status,
+           x.set, x.del, x.statements_run, x.elapsed_ms);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, unsettled_job& x) {
+  return f(caf::meta::type_name("unsettled_job"), x.job_id, x.claim, x.stored_status, x.status,
+           x.set, x.del);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, turn_grant& x) {
+  return f(caf::meta::type_name("turn_grant"), x.user, x.token, x.host, x.slot, x.capacity,
+           x.lease_ttl_ms, x.budget, x.carry);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, turn_report& x) {
+  return f(caf::meta::type_name("turn_report"), x.user, x.token, x.why, x.jobs,
+           x.statements_run, x.finished, x.requeued, x.queue_length, x.carry);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, held_lease& x) {
+  return f(caf::meta::type_name("held_lease"), x.user, x.token, x.host, x.slot);
 }
 
 template <class Inspector>
@@ -142,12 +334,12 @@ typename Inspector::result_type inspect(Inspector& f, cancel_result& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, drain_report& x) {
-  return f(caf::meta::type_name("drain_report"), x.finished, x.requeued);
+  return f(caf::meta::type_name("drain_report"), x.finished, x.requeued, x.unsettled);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, scheduler_stats& x) {
-  return f(caf::meta::type_name("scheduler_stats"), x.waiting, x.running, x.grants);
+  return f(caf::meta::type_name("scheduler_stats"), x.waiting, x.running, x.grants, x.leases);
 }
 
 // -- equality (for tests and expect(...).with(...)) ----------------------------------
@@ -156,14 +348,41 @@ inline bool operator==(const job_ticket& a, const job_ticket& b) {
   return a.job_id == b.job_id && a.user == b.user && a.lease_token == b.lease_token
          && a.record == b.record;
 }
-inline bool operator==(const state_write& a, const state_write& b) {
-  return a.job_id == b.job_id && a.user == b.user && a.lease_token == b.lease_token
-         && a.from_status == b.from_status && a.to_status == b.to_status && a.set == b.set
-         && a.del == b.del;
+inline bool operator==(const job_write& a, const job_write& b) {
+  return a.job_id == b.job_id && a.expected_status == b.expected_status
+         && a.expected_claim == b.expected_claim && a.to_status == b.to_status
+         && a.kind == b.kind && a.set == b.set && a.del == b.del;
 }
-inline bool operator==(const job_summary& a, const job_summary& b) {
-  return a.job_id == b.job_id && a.status == b.status && a.statements_run == b.statements_run
-         && a.elapsed_ms == b.elapsed_ms;
+inline bool operator==(const turn_request& a, const turn_request& b) {
+  return a.user == b.user && a.token == b.token && a.host == b.host && a.slot == b.slot
+         && a.capacity == b.capacity && a.lease_ttl_ms == b.lease_ttl_ms && a.part == b.part
+         && a.write == b.write;
+}
+inline bool operator==(const turn_answer& a, const turn_answer& b) {
+  return a.applied == b.applied && a.what == b.what && a.jobs == b.jobs
+         && a.queue_length == b.queue_length;
+}
+inline bool operator==(const job_outcome& a, const job_outcome& b) {
+  return a.job_id == b.job_id && a.how == b.how && a.written_status == b.written_status
+         && a.status == b.status && a.set == b.set && a.del == b.del
+         && a.statements_run == b.statements_run && a.elapsed_ms == b.elapsed_ms;
+}
+inline bool operator==(const unsettled_job& a, const unsettled_job& b) {
+  return a.job_id == b.job_id && a.claim == b.claim && a.stored_status == b.stored_status
+         && a.status == b.status && a.set == b.set && a.del == b.del;
+}
+inline bool operator==(const turn_grant& a, const turn_grant& b) {
+  return a.user == b.user && a.token == b.token && a.host == b.host && a.slot == b.slot
+         && a.capacity == b.capacity && a.lease_ttl_ms == b.lease_ttl_ms
+         && a.budget == b.budget && a.carry == b.carry;
+}
+inline bool operator==(const turn_report& a, const turn_report& b) {
+  return a.user == b.user && a.token == b.token && a.why == b.why && a.jobs == b.jobs
+         && a.statements_run == b.statements_run && a.finished == b.finished
+         && a.requeued == b.requeued && a.queue_length == b.queue_length && a.carry == b.carry;
+}
+inline bool operator==(const held_lease& a, const held_lease& b) {
+  return a.user == b.user && a.token == b.token && a.host == b.host && a.slot == b.slot;
 }
 inline bool operator==(const pending_cancel& a, const pending_cancel& b) {
   return a.cancelled == b.cancelled && a.status == b.status && a.node == b.node;
@@ -172,10 +391,47 @@ inline bool operator==(const cancel_result& a, const cancel_result& b) {
   return a.job_id == b.job_id && a.status == b.status;
 }
 inline bool operator==(const drain_report& a, const drain_report& b) {
-  return a.finished == b.finished && a.requeued == b.requeued;
+  return a.finished == b.finished && a.requeued == b.requeued && a.unsettled == b.unsettled;
 }
 inline bool operator==(const scheduler_stats& a, const scheduler_stats& b) {
-  return a.waiting == b.waiting && a.running == b.running && a.grants == b.grants;
+  return a.waiting == b.waiting && a.running == b.running && a.grants == b.grants
+         && a.leases == b.leases;
+}
+
+// -- names ------------------------------------------------------------------------
+
+inline const char* to_string(turn_outcome x) {
+  switch (x) {
+    case turn_outcome::none: return "none";
+    case turn_outcome::empty: return "empty";
+    case turn_outcome::busy: return "busy";
+    case turn_outcome::full: return "full";
+    case turn_outcome::job: return "job";
+    case turn_outcome::recover: return "recover";
+    case turn_outcome::released: return "released";
+  }
+  return "none";
+}
+
+inline const char* to_string(job_end x) {
+  switch (x) {
+    case job_end::finished: return "finished";
+    case job_end::drained: return "drained";
+    case job_end::lost: return "lost";
+    case job_end::aborted: return "aborted";
+  }
+  return "finished";
+}
+
+inline const char* to_string(turn_end x) {
+  switch (x) {
+    case turn_end::idle: return "idle";
+    case turn_end::released: return "released";
+    case turn_end::busy: return "busy";
+    case turn_end::full: return "full";
+    case turn_end::fenced: return "fenced";
+  }
+  return "idle";
 }
 
 } // namespace batchq

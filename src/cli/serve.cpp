@@ -104,9 +104,15 @@ int run_node(const char* command, config& cfg, const settings& s, node_mode mode
                                    {"shutdown_grace_s", std::to_string(s.batch_shutdown_grace)}});
   int rc = 0;
   auto report = n.drain();
-  if (report) {
+  if (report && report->unsettled == 0) {
     log::info("node drained", {{"finished", std::to_string(report->finished)},
                                {"requeued", std::to_string(report->requeued)}});
+  } else if (report) {
+    log::error("drain failed: jobs could not be written back (is Redis reachable?)",
+               {{"finished", std::to_string(report->finished)},
+                {"requeued", std::to_string(report->requeued)},
+                {"unsettled", std::to_string(report->unsettled)}});
+    rc = 1;
   } else {
     log::error("drain failed", {{"error", render(sys, report.error())}});
     rc = 1;

@@ -29,6 +29,8 @@ config::config() {
     .add(raw_.batch_max_queued_jobs, "max-queued-jobs", "queued jobs per user")
     .add(raw_.batch_capacity, "capacity",
          "concurrent statements per database host, cluster-wide")
+    .add(raw_.batch_max_running, "max-running",
+         "jobs this node runs at once (each holds a user lease and a runner thread)")
     .add(raw_.batch_query_timeout, "query-timeout", "default statement timeout, ms")
     .add(raw_.batch_finished_jobs_ttl, "finished-jobs-ttl", "seconds a final job is kept")
     .add(raw_.batch_lease_ttl, "lease-ttl", "user lease, ms")
@@ -85,6 +87,7 @@ caf::expected<settings> config::validate() const {
   for (auto [key, v] : {positive{"api.max-payload", s.api_max_payload},
                         positive{"batch.max-queued-jobs", s.batch_max_queued_jobs},
                         positive{"batch.capacity", s.batch_capacity},
+                        positive{"batch.max-running", s.batch_max_running},
                         positive{"batch.query-timeout", s.batch_query_timeout},
                         positive{"batch.finished-jobs-ttl", s.batch_finished_jobs_ttl},
                         positive{"batch.lease-ttl", s.batch_lease_ttl},

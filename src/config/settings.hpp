@@ -35,6 +35,7 @@ struct settings {
 
   int64_t batch_max_queued_jobs = 64;
   int64_t batch_capacity = 4;                  // statements per database host, cluster-wide
+  int64_t batch_max_running = 8;               // jobs (and so leases) at once on this node
   int64_t batch_query_timeout = 43200000;      // ms
   int64_t batch_finished_jobs_ttl = 7200;      // s
   int64_t batch_lease_ttl = 5000;              // ms

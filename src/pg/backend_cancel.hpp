@@ -4,6 +4,7 @@
 // Blocking (one round trip on `conn`); same thread-safety as session.
 #pragma once
 
+#include <chrono>
 #include <string_view>
 
 #include <caf/expected.hpp>
@@ -21,5 +22,16 @@ namespace batchq::pg {
 /// skipped, not counted and not an error.
 /// Errors: ec::pg_statement_failed, ec::pg_connection_lost.
 caf::expected<int> cancel_backends_of_job(session& conn, std::string_view job_id);
+
+/// Makes sure no backend runs a statement of `job_id` any more (SPEC §7
+/// recovery: a later job of the same user may start only then): cancels the
+/// job's active backends as above, and checks again after 20 ms, 40 ms, ...
+/// (at most 200 ms apart) until none is active; backends still active after
+/// one second are terminated (pg_terminate_backend) instead. Returns how many
+/// backends were active at the first look (0: nothing ran). Same REQUIRES.
+/// Errors: ec::pg_statement_failed `still running after <bound>` when one is
+/// still active once `bound` passed, and those of cancel_backends_of_job.
+caf::expected<int> stop_backends_of_job(session& conn, std::string_view job_id,
+                                        std::chrono::milliseconds bound);
 
 } // namespace batchq::pg

@@ -404,7 +404,7 @@ caf::expected<statement_result> session::execute(std::string_view job_id, std::s
     res.sent = false;
     return res;
   };
-  if (token != nullptr && token->cancelled())
+  if (token != nullptr && token->stop_requested())
     return cancelled_before_sending();
   if (sql.find('\0') != std::string_view::npos) {
     res.what = outcome::failed;
@@ -444,8 +444,9 @@ caf::expected<statement_result> session::execute(std::string_view job_id, std::s
     }
     timeout_ms_ = timeout_ms;
   }
-  // 2. A cancel that came while setting the timeout still wins.
-  if (token != nullptr && token->cancelled())
+  // 2. A cancel (or the lease deadline) that came while setting the timeout
+  // still wins.
+  if (token != nullptr && token->stop_requested())
     return cancelled_before_sending();
   // 3. The statement itself.
   ++round_trips_;

@@ -49,6 +49,23 @@ pg_backend_cancel::pg_backend_cancel(redis::endpoint batch_db,
 
 caf::expected<int> pg_backend_cancel::cancel_backends_of_job(const std::string& job_id,
                                                             const std::string& user) {
+  auto conn = connect_for_job(job_id, user);
+  if (!conn)
+    return std::move(conn.error());
+  return pg::cancel_backends_of_job(**conn, job_id);
+}
+
+caf::expected<int> pg_backend_cancel::stop_backends_of_job(const std::string& job_id,
+                                                          const std::string& user,
+                                                          std::chrono::milliseconds bound) {
+  auto conn = connect_for_job(job_id, user);
+  if (!conn)
+    return std::move(conn.error());
+  return pg::stop_backends_of_job(**conn, job_id, bound);
+}
+
+caf::expected<pg::pooled_connection>
+pg_backend_cancel::connect_for_job(const std::string& job_id, const std::string& user) {
   caf::expected<redis::reply> rec{caf::error{}};
   {
     std::lock_guard<std::mutex> guard{mtx_};
@@ -88,10 +105,7 @@ caf::expected<int> pg_backend_cancel::cancel_backends_of_job(const std::string& 
   if (!password)
     return make_error(ec::pg_connect_failed,
                       "cannot connect to the database: no credentials for role " + key.role);
-  auto conn = pool_->acquire(key, *password);
-  if (!conn)
-    return std::move(conn.error());
-  return pg::cancel_backends_of_job(**conn, job_id);
+  return pool_->acquire(key, *password);
 }
 
 } // namespace batchq::ports

@@ -74,7 +74,16 @@ public:
   caf::expected<int> cancel_backends_of_job(const std::string& job_id,
                                             const std::string& user) override;
 
+  /// The same connection, then pg::stop_backends_of_job.
+  caf::expected<int> stop_backends_of_job(const std::string& job_id, const std::string& user,
+                                          std::chrono::milliseconds bound) override;
+
 private:
+  /// Reads the job's record (one HMGET), finds the role's password and takes
+  /// a pooled connection of that role.
+  caf::expected<pg::pooled_connection> connect_for_job(const std::string& job_id,
+                                                       const std::string& user);
+
   std::mutex mtx_; // guards client_
   redis::client client_;
   std::shared_ptr<job_environment> env_;

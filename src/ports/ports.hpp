@@ -26,25 +26,19 @@
 
 namespace batchq::ports {
 
-/// The status actor's store: the job-state scripts of src/redis/ops.hpp.
+/// The status actor's store: the turn script and the cancel of a pending job
+/// (src/redis/turns.hpp, ops.hpp).
 class job_store {
 public:
   virtual ~job_store() = default;
 
-  /// `job_dequeue` fenced by `lease_token`, writing `claim` into the job (status
-  /// running, node, updated_at). An empty job_id means the queue was empty.
-  /// Errors: lease_lost, redis_unavailable.
-  virtual caf::expected<job_ticket> dequeue(const std::string& user,
-                                            const std::string& lease_token,
-                                            const field_pairs& claim) = 0;
-
-  /// `job_write`: fenced, compare-and-set on w.from_status, sets w.set, deletes
-  /// w.del; when `final`, EXPIRE ttl_seconds and leave work in progress.
-  /// Errors: lease_lost, job_not_found, invalid_transition (stored status changed).
-  virtual caf::expected<void> write(const state_write& w, bool final, int64_t ttl_seconds) = 0;
-
-  /// `job_requeue`: fenced; sets w.set, deletes w.del, head of the queue, publish.
-  virtual caf::expected<void> requeue(const state_write& w) = 0;
+  /// One turn step (turn.lua, one round trip). `claim` is written into a job
+  /// claimed by part `next` (status running, node, updated_at);
+  /// `final_ttl_seconds` is the TTL of a job written final. Errors:
+  /// lease_lost, job_not_found, invalid_transition (status or claim changed;
+  /// nothing written), redis_unavailable.
+  virtual caf::expected<turn_answer> turn(const turn_request& r, const field_pairs& claim,
+                                          int64_t final_ttl_seconds) = 0;
 
   /// `job_cancel_pending`: if pending, writes `set`/`del`, leaves the queue, EXPIRE.
   /// Errors: job_not_found (no job, or another user's).
@@ -55,56 +49,32 @@ public:
 
   /// The job's hash; empty when there is no such job.
   virtual caf::expected<field_pairs> read(const std::string& job_id) = 0;
-
-  /// The job ids in batch:wip:user:{user} (work in progress; most recently
-  /// dequeued first). Not fenced. Errors: redis_unavailable, redis_error.
-  virtual caf::expected<std::vector<std::string>> wip_jobs(const std::string& user) = 0;
-
-  /// `wip_remove`: fenced; drops `job_id` from the user's work in progress
-  /// without touching its hash (a stale entry). Errors: lease_lost.
-  virtual caf::expected<void> remove_from_wip(const std::string& job_id, const std::string& user,
-                                              const std::string& lease_token) = 0;
 };
 
-/// The scheduler's cluster coordination: user leases, DB-host capacity slots.
+/// The scheduler's cluster coordination, on a connection of its own (the
+/// coordination actor): renewals, host lookups, the crash sweep, announcements.
+/// Taking and giving back leases and slots is part of the turn script.
 class coordination {
 public:
   virtual ~coordination() = default;
 
-  /// SET NX PX: true when this node now holds the user's lease.
-  virtual caf::expected<bool> acquire_lease(const std::string& user, const std::string& token,
-                                            std::chrono::milliseconds ttl) = 0;
-  /// Compare-and-pexpire: false when the lease is no longer ours (lost).
-  virtual caf::expected<bool> renew_lease(const std::string& user, const std::string& token,
-                                          std::chrono::milliseconds ttl) = 0;
-  /// Compare-and-delete.
-  virtual caf::expected<void> release_lease(const std::string& user,
-                                            const std::string& token) = 0;
-  /// Releases only while the user's queue is empty (one script, no lost wake-up):
-  /// true when released, false when jobs arrived meanwhile (keep serving).
-  virtual caf::expected<bool> release_lease_if_idle(const std::string& user,
-                                                    const std::string& token) = 0;
+  /// Renews every lease and slot in `held`, one round trip (turns_renew.lua):
+  /// the tokens of the leases that are no longer held (lost).
+  virtual caf::expected<std::vector<std::string>> renew(const std::vector<held_lease>& held,
+                                                        std::chrono::milliseconds ttl) = 0;
 
-  /// One of `capacity` statement slots of `host`, cluster-wide: false when full.
-  virtual caf::expected<bool> acquire_slot(const std::string& host, int64_t capacity,
-                                           const std::string& slot,
-                                           std::chrono::milliseconds ttl) = 0;
-  /// False when the slot expired (it was pruned).
-  virtual caf::expected<bool> renew_slot(const std::string& host, const std::string& slot,
-                                         std::chrono::milliseconds ttl) = 0;
-  virtual caf::expected<void> release_slot(const std::string& host, const std::string& slot) = 0;
+  /// Each user's database host (`rails:users:{user}` database_host; "" when
+  /// unknown), one pipelined round trip.
+  virtual caf::expected<std::vector<std::string>> database_hosts(
+    const std::vector<std::string>& users) = 0;
 
-  /// The user's database host (`rails:users:{user}` database_host); "" when unknown.
-  virtual caf::expected<std::string> database_host(const std::string& user) = 0;
-
-  /// PUBLISH batch:users user: every node's subscriber hears that `user` has
-  /// queued jobs. A draining node announces the waiting users it hands back, so
-  /// another node serves them at once instead of at its next rescan.
-  virtual caf::expected<void> announce(const std::string& user) = 0;
+  /// PUBLISH batch:users for each user (one pipelined round trip): every
+  /// node's subscriber hears that they have queued jobs. A draining node
+  /// announces the users waiting in its line, so another node serves them now.
+  virtual caf::expected<void> announce(const std::vector<std::string>& users) = 0;
 
   /// SPEC §7 crash sweep: users in `batch:wip:users` with work in progress and
   /// no lease `batch:locks:user:{user}` (its holder died); one round trip.
-  /// The caller takes a user's lease (acquire_lease) before recovering it.
   virtual caf::expected<std::vector<std::string>> orphaned_users() = 0;
 };
 
@@ -186,6 +156,15 @@ public:
   /// pg_connection_lost, redis_unavailable.
   virtual caf::expected<int> cancel_backends_of_job(const std::string& job_id,
                                                     const std::string& user) = 0;
+
+  /// Recovery of an orphaned job (SPEC §7): cancels the job's backends and
+  /// waits until none of them runs a statement of the job any more (after a
+  /// while it terminates them), bounded by `bound`. Returns how many were
+  /// stopped (0: nothing ran). Errors: as cancel_backends_of_job, and
+  /// pg_statement_failed "still running" when the bound ran out.
+  virtual caf::expected<int> stop_backends_of_job(const std::string& job_id,
+                                                  const std::string& user,
+                                                  std::chrono::milliseconds bound) = 0;
 };
 
 } // namespace batchq::ports

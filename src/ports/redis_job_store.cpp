@@ -4,6 +4,7 @@
 
 #include "src/redis/keys.hpp"
 #include "src/redis/ops.hpp"
+#include "src/redis/turns.hpp"
 
 namespace batchq::ports {
 
@@ -13,43 +14,79 @@ redis::field_list to_list(const field_pairs& xs) { return {xs.begin(), xs.end()}
 
 field_pairs to_pairs(const redis::field_map& m) { return {m.begin(), m.end()}; }
 
+redis::write_kind kind_of(write_kind k) {
+  switch (k) {
+    case write_kind::progress: return redis::write_kind::progress;
+    case write_kind::final: return redis::write_kind::final;
+    case write_kind::requeue: return redis::write_kind::requeue;
+  }
+  return redis::write_kind::progress;
+}
+
+redis::turn_part part_of(turn_part p) {
+  switch (p) {
+    case turn_part::none: return redis::turn_part::none;
+    case turn_part::next: return redis::turn_part::next;
+    case turn_part::release: return redis::turn_part::release;
+  }
+  return redis::turn_part::none;
+}
+
+turn_outcome outcome_of(redis::turn_reply::outcome x) {
+  using o = redis::turn_reply::outcome;
+  switch (x) {
+    case o::none: return turn_outcome::none;
+    case o::empty: return turn_outcome::empty;
+    case o::busy: return turn_outcome::busy;
+    case o::full: return turn_outcome::full;
+    case o::job: return turn_outcome::job;
+    case o::recover: return turn_outcome::recover;
+    case o::released: return turn_outcome::released;
+  }
+  return turn_outcome::none;
+}
+
 } // namespace
 
 redis_job_store::redis_job_store(redis::endpoint ep) : client_(std::move(ep)) {
   // nop
 }
 
-caf::expected<job_ticket> redis_job_store::dequeue(const std::string& user,
-                                                   const std::string& lease_token,
-                                                   const field_pairs& claim) {
-  auto r = redis::dequeue_job(client_, user, lease_token, to_list(claim));
-  if (!r)
-    return std::move(r.error());
-  job_ticket t;
-  t.user = user;
-  t.lease_token = lease_token;
-  if (*r) {
-    t.job_id = std::move((*r)->job_id);
-    t.record = to_pairs((*r)->fields);
+caf::expected<turn_answer> redis_job_store::turn(const turn_request& r, const field_pairs& claim,
+                                                 int64_t final_ttl_seconds) {
+  redis::turn_args a;
+  a.user = r.user;
+  a.token = r.token;
+  a.host = r.host;
+  a.slot = r.slot;
+  a.capacity = r.capacity;
+  a.ttl = std::chrono::milliseconds{r.lease_ttl_ms};
+  a.part = part_of(r.part);
+  if (a.part == redis::turn_part::next)
+    a.claim = to_list(claim);
+  if (!r.write.empty()) {
+    const auto& w = r.write.front();
+    redis::turn_write tw;
+    tw.job_id = w.job_id;
+    tw.expected_status = w.expected_status;
+    tw.expected_claim = w.expected_claim;
+    tw.to_status = w.to_status;
+    tw.kind = kind_of(w.kind);
+    tw.ttl_seconds = final_ttl_seconds;
+    tw.set = to_list(w.set);
+    tw.del = w.del;
+    a.write = std::move(tw);
   }
-  return t;
-}
-
-caf::expected<void> redis_job_store::write(const state_write& w, bool final,
-                                           int64_t ttl_seconds) {
-  redis::write_mode mode;
-  mode.final = final;
-  mode.ttl_seconds = ttl_seconds;
-  mode.expected_status = w.from_status;
-  mode.remove_fields = w.del;
-  return redis::write_job(client_, w.job_id, w.user, w.lease_token, to_list(w.set), mode);
-}
-
-caf::expected<void> redis_job_store::requeue(const state_write& w) {
-  auto r = redis::requeue_job(client_, w.job_id, w.user, w.lease_token, to_list(w.set), w.del);
-  if (!r)
-    return std::move(r.error());
-  return {};
+  auto rep = redis::turn_step(client_, a);
+  if (!rep)
+    return std::move(rep.error());
+  turn_answer out;
+  out.applied = rep->write == redis::turn_reply::written::applied;
+  out.what = outcome_of(rep->what);
+  out.queue_length = rep->queue_length;
+  for (auto& j : rep->jobs)
+    out.jobs.push_back(job_ticket{std::move(j.job_id), r.user, r.token, to_pairs(j.fields)});
+  return out;
 }
 
 caf::expected<pending_cancel> redis_job_store::cancel_pending(const std::string& job_id,
@@ -79,19 +116,6 @@ caf::expected<field_pairs> redis_job_store::read(const std::string& job_id) {
   if (!*r)
     return field_pairs{};
   return to_pairs(**r);
-}
-
-caf::expected<std::vector<std::string>> redis_job_store::wip_jobs(const std::string& user) {
-  return redis::wip_job_ids(client_, user);
-}
-
-caf::expected<void> redis_job_store::remove_from_wip(const std::string& job_id,
-                                                     const std::string& user,
-                                                     const std::string& lease_token) {
-  auto r = redis::remove_from_wip(client_, job_id, user, lease_token);
-  if (!r)
-    return std::move(r.error());
-  return {};
 }
 
 } // namespace batchq::ports

@@ -115,49 +115,6 @@ struct dequeued_job {
   field_map fields;
 };
 
-/// Fenced by `lease_token`: pops the user's next job whose status is `pending`
-/// (dropping ids whose job is gone or no longer pending), writes `claim_fields`
-/// into it (pass e.g. status=running, started_at, node so a job never sits in
-/// work in progress as pending), moves the id to batch:wip:user:{user} and
-/// returns it with its hash: dequeue + read = 1 round trip. Returns nullopt
-/// when the queue is empty; the user then leaves batch:indexes:queue.
-/// Errors: lease_lost.
-caf::expected<std::optional<dequeued_job>> dequeue_job(client& c, const std::string& user,
-                                                       const std::string& lease_token,
-                                                       const field_list& claim_fields = {});
-
-/// Fenced: puts the job back at the head of its user's queue (it runs next),
-/// writes `fields` (e.g. status=pending and step statuses; `updated_at` is
-/// added when missing), deletes `remove_fields`, removes any TTL, leaves work in
-/// progress, re-indexes the user and publishes it. Returns the queue length.
-/// Errors: lease_lost, job_not_found (no hash, or another user's job).
-caf::expected<int64_t> requeue_job(client& c, const std::string& job_id, const std::string& user,
-                                   const std::string& lease_token, field_list fields,
-                                   const std::vector<std::string>& remove_fields = {});
-
-/// How write_job treats the status being written.
-struct write_mode {
-  /// The written status is final (done, failed, cancelled, unknown): the hash
-  /// expires after `ttl_seconds` (<= 0: never) and the id leaves work in progress.
-  bool final = false;
-  int64_t ttl_seconds = 7200;
-  /// When not empty, the write happens only if the stored status equals it
-  /// (compare-and-set); else invalid_transition.
-  std::string expected_status;
-  /// Optional fields the job no longer has, deleted in the same script (HDEL);
-  /// src/job's state_fields().del.
-  std::vector<std::string> remove_fields;
-};
-
-/// Fenced status write (one per status change): checks the lease token,
-/// writes `fields` (`updated_at` is added when missing), and on a final status
-/// sets the TTL and removes the id from work in progress.
-/// Errors: lease_lost, job_not_found, invalid_transition (expected_status
-/// mismatch; the context names the stored status).
-caf::expected<void> write_job(client& c, const std::string& job_id, const std::string& user,
-                              const std::string& lease_token, field_list fields,
-                              const write_mode& mode);
-
 struct cancel_outcome {
   /// True when the job was pending and is now cancelled.
   bool cancelled = false;
@@ -174,11 +131,6 @@ struct cancel_outcome {
 caf::expected<cancel_outcome> cancel_pending_job(client& c, const std::string& job_id,
                                                  const std::string& user, field_list fields,
                                                  int64_t ttl_seconds);
-
-/// Fenced: drops `job_id` from batch:wip:user:{user} without touching any hash
-/// (for orphaned entries whose hash is gone). Returns how many entries went.
-caf::expected<int64_t> remove_from_wip(client& c, const std::string& job_id,
-                                       const std::string& user, const std::string& lease_token);
 
 /// HGETALL batch:jobs:{id}; nullopt when the job does not exist.
 caf::expected<std::optional<field_map>> read_job(client& c, const std::string& job_id);
@@ -219,49 +171,9 @@ caf::expected<std::vector<std::string>> wip_job_ids(client& c, const std::string
 /// caller must take a user's lease before recovering its jobs.
 caf::expected<std::vector<std::string>> wip_orphans(client& c);
 
-// -- user lease (SPEC §5) ------------------------------------------------------
-
-/// SET NX PX: true when `token` now holds the user's lease (also when it
-/// already did: the TTL is refreshed), false when another token holds it.
-caf::expected<bool> acquire_lease(client& c, const std::string& user, const std::string& token,
-                                  std::chrono::milliseconds ttl);
-
-/// Compare-and-pexpire. Errors: lease_lost when `token` does not hold it.
-caf::expected<void> renew_lease(client& c, const std::string& user, const std::string& token,
-                                std::chrono::milliseconds ttl);
-
-/// Compare-and-delete: true when released, false when `token` did not hold it
-/// (then nothing changes).
-caf::expected<bool> release_lease(client& c, const std::string& user, const std::string& token);
-
-enum class idle_release { released, queue_not_empty };
-
-/// Releases the lease only if the user's queue is empty (and then removes the
-/// user from batch:indexes:queue); otherwise keeps it, so a job enqueued after
-/// the last dequeue is never left without a lease holder.
-/// Errors: lease_lost when `token` does not hold the lease.
-caf::expected<idle_release> release_lease_if_idle(client& c, const std::string& user,
-                                                  const std::string& token);
+// -- user lease (SPEC §5; taken and given back by turn_step, turns.hpp) ---------
 
 /// GET batch:locks:user:{user}: the holder's token, or nullopt when free.
 caf::expected<std::optional<std::string>> lease_holder(client& c, const std::string& user);
-
-// -- DB-host capacity (SPEC §5) -------------------------------------------------
-
-/// Takes one of `capacity` cluster-wide statement slots of `db_host` for
-/// `ttl`: true when held (also when `slot_token` already held it: extended),
-/// false when the host is at capacity. Expired slots are pruned first.
-caf::expected<bool> acquire_capacity(client& c, const std::string& db_host, int64_t capacity,
-                                     const std::string& slot_token,
-                                     std::chrono::milliseconds ttl);
-
-/// Extends a held slot. Errors: lease_lost when the slot expired (and was
-/// pruned) or was released: the holder no longer counts and must re-acquire.
-caf::expected<void> renew_capacity(client& c, const std::string& db_host,
-                                   const std::string& slot_token, std::chrono::milliseconds ttl);
-
-/// Gives a slot back: true when it was held.
-caf::expected<bool> release_capacity(client& c, const std::string& db_host,
-                                     const std::string& slot_token);
 
 } // namespace batchq::redis

@@ -30,20 +30,13 @@ struct status_script {
 status_actor::behavior_type mock_status(status_actor::pointer,
                                         std::shared_ptr<status_script> script) {
   return {
-    [](dequeue_atom, const std::string&, const std::string&) -> caf::result<job_ticket> {
-      return job_ticket{};
-    },
-    [](write_atom, const state_write&) -> caf::result<bool> { return true; },
-    [](requeue_atom, const state_write&) -> caf::result<bool> { return true; },
+    [](turn_atom, const turn_request&) -> caf::result<turn_answer> { return turn_answer{}; },
     [=](cancel_atom, const std::string&, const std::string&) -> caf::result<pending_cancel> {
       auto i = std::min<size_t>(script->calls++, script->answers.size() - 1);
       auto& a = script->answers.at(i);
       if (!a)
         return a.error();
       return *a;
-    },
-    [](recover_atom, const std::string&, const std::string&) -> caf::result<int32_t> {
-      return 0;
     },
   };
 }
@@ -63,7 +56,7 @@ canceller_actor::behavior_type mock_remote(canceller_actor::pointer,
       log->asked.push_back(id);
       return log->answer;
     },
-    [](stop_atom, const std::string&, stop_reason) {},
+    [](stop_atom, const std::string&, const std::string&, stop_reason) {},
     [](final_atom, const std::string&, const std::string&) {},
   };
 }
@@ -89,6 +82,10 @@ struct fake_backend : ports::backend_cancel {
                                             const std::string& user) override {
     calls.emplace_back(job_id, user);
     return signalled;
+  }
+  caf::expected<int> stop_backends_of_job(const std::string& job_id, const std::string& user,
+                                          std::chrono::milliseconds) override {
+    return cancel_backends_of_job(job_id, user);
   }
 };
 
@@ -192,7 +189,7 @@ CAF_TEST(a job running here has its token fired and the answer waits for the fin
   auto r = cancel("j1");
   CAF_CHECK(!r.got);
   CAF_CHECK(token->cancelled());
-  CAF_CHECK_EQUAL(to_string(registry->reason("j1")), std::string{"user_cancel"});
+  CAF_CHECK_EQUAL(to_string(registry->reason("j1", token.get())), std::string{"user_cancel"});
   self->send(canceller, final_atom::value, std::string{"j1"}, std::string{"cancelled"});
   sched.run();
   r = take();
@@ -319,17 +316,20 @@ CAF_TEST(a remote cancel for a job not here answers false after cancel_wait) {
   CAF_CHECK(!*b);
 }
 
-CAF_TEST(stop fires the tokens of that user only) {
-  auto a1 = registry->arm("a1", "alice");
-  auto a2 = registry->arm("a2", "alice");
-  auto b1 = registry->arm("b1", "bob");
-  self->send(canceller, stop_atom::value, std::string{"alice"}, stop_reason::drain);
+CAF_TEST(stop fires the tokens of that users turn only) {
+  auto a1 = registry->arm("a1", "alice", "turn-1");
+  auto a2 = registry->arm("a2", "alice", "turn-1");
+  auto old = registry->arm("a0", "alice", "turn-0");
+  auto b1 = registry->arm("b1", "bob", "turn-1");
+  self->send(canceller, stop_atom::value, std::string{"alice"}, std::string{"turn-1"},
+             stop_reason::drain);
   sched.run();
   CAF_CHECK(a1->cancelled());
   CAF_CHECK(a2->cancelled());
+  CAF_CHECK(!old->cancelled());
   CAF_CHECK(!b1->cancelled());
-  CAF_CHECK_EQUAL(to_string(registry->reason("a1")), std::string{"drain"});
-  CAF_CHECK_EQUAL(to_string(registry->reason("b1")), std::string{"none"});
+  CAF_CHECK_EQUAL(to_string(registry->reason("a1", a1.get())), std::string{"drain"});
+  CAF_CHECK_EQUAL(to_string(registry->reason("b1", b1.get())), std::string{"none"});
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

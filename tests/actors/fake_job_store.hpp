@@ -1,13 +1,23 @@
 // fake_job_store: an in-memory ports::job_store for deterministic actor tests
-// (a FAKE, not the real thing: tests/integration/redis_job_store_test.cpp
-// checks the real store against Redis). It keeps job hashes and per-user
-// queues, applies writes the way the Lua scripts do (compare-and-set on the
-// expected status, owner check, TTL on final writes, head-of-queue requeue),
-// records every call, and can be told to fail the fenced calls (dequeue,
-// write, requeue, remove_from_wip) with an error such as lease_lost. It also
-// keeps work in progress per user as the scripts do: dequeue adds the id
-// (front: most recent first), a final write, a requeue, a pending cancel and
-// remove_from_wip take it out.
+// (a FAKE, not the real thing: tests/redis/turns_test.cpp and
+// tests/integration/redis_job_store_test.cpp check the real script against
+// Redis). It keeps job hashes, per-user queues, work in progress, user leases
+// and capacity slots, and applies a turn step the way turn.lua does:
+// compare-and-set on status and claim, a retry of a landed write answers
+// `applied`, `next` takes lease + slot, settles work in progress (own claim
+// again, orphans under another claim, stale entries dropped) and claims the
+// next pending job, `release` gives lease and slot back. Nothing expires by
+// itself: tests take a lease away with `steal` or `expire`.
+//
+// Fault injection (the "fault-injecting port" of the actor tests):
+//  - `fail_next`: the next N turn calls fail with the given error and change
+//    nothing (Redis unreachable before the script ran);
+//  - `lose_reply_next`: the next N turn calls DO their work and then fail
+//    with redis_unavailable (the connection dropped after Redis ran the
+//    script: the reply was lost);
+//  - `before_turn`: runs at the start of every turn call (e.g. to take the
+//    lease away at exactly that moment).
+// Every call is recorded.
 //
 // Thread safety: none. Tests run the actors on CAF's test coordinator in the
 // test's thread and inspect the fake directly between steps.
@@ -18,6 +28,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -30,17 +41,14 @@ class fake_job_store : public ports::job_store {
 public:
   /// One call as the fake saw it.
   struct call {
-    /// "dequeue", "write", "requeue", "cancel_pending", "read", "wip_jobs" or
-    /// "remove_from_wip".
+    /// "turn", "cancel_pending" or "read".
     std::string op;
-    std::string job_id;
     std::string user;
-    /// dequeue: the claim; cancel_pending: the fields set.
-    field_pairs fields;
-    /// write / requeue: the state_write as received.
-    state_write w;
-    bool final = false;
-    int64_t ttl = 0;
+    turn_request request;
+    /// The job id of a cancel_pending/read.
+    std::string job_id;
+    /// What the turn call answered (when it did).
+    std::optional<turn_answer> answer;
   };
 
   std::vector<call> calls;
@@ -48,13 +56,23 @@ public:
   std::map<std::string, field_pairs> jobs;
   /// batch:queue:{user}; front() is the next job.
   std::map<std::string, std::deque<std::string>> queues;
-  /// batch:wip:user:{user}; front() is the most recently dequeued.
+  /// batch:wip:user:{user}; front() is the most recently claimed.
   std::map<std::string, std::deque<std::string>> wip;
+  /// batch:locks:user:{user}: the holder's token.
+  std::map<std::string, std::string> leases;
+  /// batch:capacity:{host}: slot tokens.
+  std::map<std::string, std::set<std::string>> slots;
   /// TTL set on a job (by a final write or a pending cancel).
   std::map<std::string, int64_t> ttls;
-  /// When set, dequeue/write/requeue/remove_from_wip fail with it (and change nothing).
-  std::optional<caf::error> fail_fenced;
-  /// Runs at the start of cancel_pending (e.g. a dequeue racing the cancel).
+  /// Users published (PUBLISH batch:users), in order.
+  std::vector<std::string> published;
+  /// The most slots ever held at once per host.
+  std::map<std::string, size_t> max_slots;
+
+  int fail_next = 0;
+  caf::error fail_with = make_error(ec::redis_unavailable, "fake Redis is down");
+  int lose_reply_next = 0;
+  std::function<void(const turn_request&)> before_turn;
   std::function<void()> before_cancel_pending;
 
   // -- test helpers -------------------------------------------------------------
@@ -85,72 +103,59 @@ public:
                        [&](const auto& kv) { return kv.first == field; });
   }
 
-  /// Calls of operation `op`.
-  size_t count(const std::string& op) const {
-    return static_cast<size_t>(
-      std::count_if(calls.begin(), calls.end(), [&](const call& c) { return c.op == op; }));
+  /// Turn calls whose part is `p`, or that write a job of kind `k`.
+  size_t turns(turn_part p) const {
+    return static_cast<size_t>(std::count_if(calls.begin(), calls.end(), [&](const call& c) {
+      return c.op == "turn" && c.request.part == p;
+    }));
+  }
+  size_t writes(write_kind k) const {
+    return static_cast<size_t>(std::count_if(calls.begin(), calls.end(), [&](const call& c) {
+      return c.op == "turn" && !c.request.write.empty() && c.request.write.front().kind == k;
+    }));
+  }
+
+  /// The lease of `user` expired (nobody holds it now).
+  void expire(const std::string& user) { leases.erase(user); }
+
+  /// Another node took the lease of `user`.
+  void steal(const std::string& user, const std::string& token = "other-node") {
+    leases[user] = token;
+  }
+
+  size_t slots_held() const {
+    size_t n = 0;
+    for (auto& kv : slots)
+      n += kv.second.size();
+    return n;
   }
 
   // -- ports::job_store ---------------------------------------------------------
 
-  caf::expected<job_ticket> dequeue(const std::string& user, const std::string& lease_token,
-                                    const field_pairs& claim) override {
-    calls.push_back({"dequeue", {}, user, claim, {}, false, 0});
-    if (fail_fenced)
-      return *fail_fenced;
-    job_ticket t;
-    t.user = user;
-    t.lease_token = lease_token;
-    auto& q = queues[user];
-    while (!q.empty()) {
-      auto id = q.front();
-      q.pop_front();
-      if (jobs.count(id) == 0 || get(id, "status") != "pending")
-        continue;
-      apply(id, claim, {});
-      wip[user].push_front(id);
-      t.job_id = id;
-      t.record = jobs[id];
-      break;
+  caf::expected<turn_answer> turn(const turn_request& r, const field_pairs& claim,
+                                  int64_t final_ttl_seconds) override {
+    calls.push_back({"turn", r.user, r, {}, std::nullopt});
+    if (before_turn)
+      before_turn(r);
+    if (fail_next > 0) {
+      --fail_next;
+      return fail_with;
     }
-    return t;
-  }
-
-  caf::expected<void> write(const state_write& w, bool final, int64_t ttl_seconds) override {
-    calls.push_back({"write", w.job_id, w.user, {}, w, final, ttl_seconds});
-    if (fail_fenced)
-      return *fail_fenced;
-    if (jobs.count(w.job_id) == 0 || get(w.job_id, "user") != w.user)
-      return make_error(ec::job_not_found, "Job with id " + w.job_id + " not found");
-    if (!w.from_status.empty() && get(w.job_id, "status") != w.from_status)
-      return make_error(ec::invalid_transition, "job status is now " + get(w.job_id, "status"));
-    apply(w.job_id, w.set, w.del);
-    if (final) {
-      ttls[w.job_id] = ttl_seconds;
-      leave_wip(w.job_id, w.user);
+    auto a = apply_turn(r, claim, final_ttl_seconds);
+    if (!a)
+      return a;
+    calls.back().answer = *a;
+    if (lose_reply_next > 0) {
+      --lose_reply_next;
+      return make_error(ec::redis_unavailable, "fake Redis dropped the connection");
     }
-    return {};
-  }
-
-  caf::expected<void> requeue(const state_write& w) override {
-    calls.push_back({"requeue", w.job_id, w.user, {}, w, false, 0});
-    if (fail_fenced)
-      return *fail_fenced;
-    if (jobs.count(w.job_id) == 0 || get(w.job_id, "user") != w.user)
-      return make_error(ec::job_not_found, "Job with id " + w.job_id + " not found");
-    apply(w.job_id, w.set, w.del);
-    ttls.erase(w.job_id);
-    leave_wip(w.job_id, w.user);
-    auto& q = queues[w.user];
-    q.erase(std::remove(q.begin(), q.end(), w.job_id), q.end());
-    q.push_front(w.job_id);
-    return {};
+    return a;
   }
 
   caf::expected<pending_cancel> cancel_pending(const std::string& job_id, const std::string& user,
                                                const field_pairs& set,
                                                int64_t ttl_seconds) override {
-    calls.push_back({"cancel_pending", job_id, user, set, {}, true, ttl_seconds});
+    calls.push_back({"cancel_pending", user, {}, job_id, std::nullopt});
     if (before_cancel_pending)
       before_cancel_pending();
     if (jobs.count(job_id) == 0 || get(job_id, "user") != user)
@@ -167,29 +172,143 @@ public:
   }
 
   caf::expected<field_pairs> read(const std::string& job_id) override {
-    calls.push_back({"read", job_id, {}, {}, {}, false, 0});
+    calls.push_back({"read", {}, {}, job_id, std::nullopt});
     auto j = jobs.find(job_id);
     return j == jobs.end() ? field_pairs{} : j->second;
   }
 
-  caf::expected<std::vector<std::string>> wip_jobs(const std::string& user) override {
-    calls.push_back({"wip_jobs", {}, user, {}, {}, false, 0});
-    auto i = wip.find(user);
-    if (i == wip.end())
-      return std::vector<std::string>{};
-    return std::vector<std::string>(i->second.begin(), i->second.end());
-  }
-
-  caf::expected<void> remove_from_wip(const std::string& job_id, const std::string& user,
-                                      const std::string&) override {
-    calls.push_back({"remove_from_wip", job_id, user, {}, {}, false, 0});
-    if (fail_fenced)
-      return *fail_fenced;
-    leave_wip(job_id, user);
-    return {};
-  }
-
 private:
+  static bool final_status(const std::string& s) {
+    return s == "done" || s == "failed" || s == "cancelled" || s == "unknown";
+  }
+
+  bool holds(const turn_request& r) const {
+    auto i = leases.find(r.user);
+    return i != leases.end() && i->second == r.token;
+  }
+
+  void give_back(const turn_request& r) {
+    if (holds(r))
+      leases.erase(r.user);
+    auto s = slots.find(r.host);
+    if (s != slots.end()) {
+      s->second.erase(r.slot);
+      if (s->second.empty())
+        slots.erase(s);
+    }
+  }
+
+  caf::expected<turn_answer> apply_turn(const turn_request& r, const field_pairs& claim,
+                                        int64_t ttl) {
+    turn_answer a;
+    // 1. the write
+    if (!r.write.empty()) {
+      const auto& w = r.write.front();
+      if (jobs.count(w.job_id) == 0 || get(w.job_id, "user") != r.user)
+        return make_error(ec::job_not_found, "Job with id " + w.job_id + " not found");
+      auto cur = get(w.job_id, "status");
+      auto cur_claim = get(w.job_id, "claim");
+      if (w.to_status != w.expected_status && cur == w.to_status && cur_claim == r.token) {
+        a.applied = true;
+      } else {
+        if (!holds(r))
+          return make_error(ec::lease_lost, "lease of user " + r.user + " is not held by this token");
+        if (cur != w.expected_status || cur_claim != w.expected_claim)
+          return make_error(ec::invalid_transition, "job status is now " + cur);
+        apply(w.job_id, w.set, w.del);
+        apply(w.job_id, {{"claim", r.token}}, {});
+        if (w.kind == write_kind::final) {
+          ttls[w.job_id] = ttl;
+          leave_wip(w.job_id, r.user);
+        } else if (w.kind == write_kind::requeue) {
+          ttls.erase(w.job_id);
+          leave_wip(w.job_id, r.user);
+          auto& q = queues[r.user];
+          q.erase(std::remove(q.begin(), q.end(), w.job_id), q.end());
+          q.push_front(w.job_id);
+        }
+      }
+    }
+    // 2. the turn
+    if (r.part == turn_part::release) {
+      give_back(r);
+      a.what = turn_outcome::released;
+      a.queue_length = static_cast<int64_t>(queues[r.user].size());
+      if (a.queue_length > 0)
+        published.push_back(r.user);
+      return a;
+    }
+    if (r.part == turn_part::none) {
+      a.what = turn_outcome::none;
+      return a;
+    }
+    auto& q = queues[r.user];
+    bool held = holds(r);
+    if (!held) {
+      if (q.empty() && wip[r.user].empty()) {
+        wip.erase(r.user);
+        a.what = turn_outcome::empty;
+        return a;
+      }
+      if (leases.count(r.user) > 0) {
+        a.what = turn_outcome::busy;
+        return a;
+      }
+    }
+    auto& s = slots[r.host];
+    if (s.count(r.slot) == 0 && static_cast<int64_t>(s.size()) >= r.capacity) {
+      if (held)
+        leases.erase(r.user);
+      if (s.empty())
+        slots.erase(r.host);
+      a.what = turn_outcome::full;
+      return a;
+    }
+    leases[r.user] = r.token;
+    s.insert(r.slot);
+    max_slots[r.host] = std::max(max_slots[r.host], s.size());
+    std::vector<std::string> in_progress(wip[r.user].rbegin(), wip[r.user].rend()); // oldest first
+    for (const auto& id : in_progress) {
+      auto st = get(id, "status");
+      if (jobs.count(id) == 0 || final_status(st) || get(id, "user") != r.user) {
+        leave_wip(id, r.user);
+      } else if (st == "pending") {
+        leave_wip(id, r.user);
+        q.erase(std::remove(q.begin(), q.end(), id), q.end());
+        q.push_front(id);
+      } else if (st == "running" && get(id, "claim") == r.token) {
+        if (a.jobs.empty()) {
+          a.what = turn_outcome::job;
+          a.jobs.push_back(job_ticket{id, r.user, r.token, jobs[id]});
+          return a;
+        }
+      } else {
+        a.jobs.push_back(job_ticket{id, r.user, r.token, jobs[id]});
+      }
+    }
+    if (wip.count(r.user) > 0 && wip[r.user].empty())
+      wip.erase(r.user);
+    if (!a.jobs.empty()) {
+      a.what = turn_outcome::recover;
+      return a;
+    }
+    while (!q.empty()) {
+      auto id = q.front();
+      q.pop_front();
+      if (jobs.count(id) == 0 || get(id, "status") != "pending")
+        continue;
+      apply(id, claim, {});
+      apply(id, {{"claim", r.token}}, {});
+      wip[r.user].push_front(id);
+      a.what = turn_outcome::job;
+      a.jobs.push_back(job_ticket{id, r.user, r.token, jobs[id]});
+      return a;
+    }
+    give_back(r);
+    a.what = turn_outcome::empty;
+    return a;
+  }
+
   void leave_wip(const std::string& id, const std::string& user) {
     auto i = wip.find(user);
     if (i == wip.end())

@@ -88,7 +88,7 @@ public:
   caf::expected<pg::statement_result> execute(const std::string& job_id, const std::string& sql,
                                               int64_t timeout_ms,
                                               const pg::cancel_token* token) override {
-    if (token != nullptr && token->cancelled()) {
+    if (token != nullptr && token->stop_requested()) {
       ++script_->unsent;
       pg::statement_result r;
       r.what = pg::outcome::cancelled;
@@ -104,7 +104,7 @@ public:
     if (a.connection_lost)
       return make_error(ec::pg_connection_lost, "connection to the database was lost: fake");
     pg::statement_result r;
-    if (token != nullptr && token->cancelled()) {
+    if (token != nullptr && token->stop_requested()) {
       r.what = pg::outcome::cancelled;
       r.error = {"57014", "canceling statement due to user request"};
       return r;

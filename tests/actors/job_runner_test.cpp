@@ -1,8 +1,9 @@
 // The job_runner on the test coordinator: a mock status actor (records every
-// write and requeue, answers true unless told otherwise), a mock canceller
-// (records `final`s), a fake environment and a fake SQL connector
-// (tests/actors/fake_*.hpp). Cancels are simulated through the real
-// pg::cancel_registry, fired at chosen points.
+// progress write, answers unless told otherwise), a fake environment and a
+// fake SQL connector (tests/actors/fake_*.hpp). Cancels are simulated through
+// the real pg::cancel_registry, fired at chosen points; retries run on the
+// virtual clock. The runner writes progress only; its answer (job_outcome)
+// carries the end state the user_queue writes.
 #define CAF_SUITE actors.job_runner
 #include "tests/actors/fixture.hpp"
 
@@ -19,62 +20,36 @@
 #include "tests/actors/fake_sql.hpp"
 
 using namespace batchq;
+using namespace std::chrono_literals;
 
 namespace {
 
 struct status_log {
-  struct entry {
-    std::string kind; // "write" or "requeue"
-    state_write w;
-  };
-  std::vector<entry> entries;
-  /// Consulted for every write/requeue (index = its position in `entries`);
-  /// a non-empty error is the answer.
-  std::function<caf::error(size_t, const entry&)> refuse;
+  std::vector<turn_request> entries;
+  /// Consulted for every request (index = its position in `entries`); a
+  /// non-empty error is the answer.
+  std::function<caf::error(size_t, const turn_request&)> refuse;
 };
 
 status_actor::behavior_type mock_status(status_actor::pointer, std::shared_ptr<status_log> log) {
-  auto answer = [log](std::string kind, const state_write& w) -> caf::result<bool> {
-    log->entries.push_back({std::move(kind), w});
-    if (log->refuse)
-      if (auto err = log->refuse(log->entries.size() - 1, log->entries.back()))
-        return err;
-    return true;
-  };
   return {
-    [](dequeue_atom, const std::string&, const std::string&) -> caf::result<job_ticket> {
-      return job_ticket{};
+    [=](turn_atom, const turn_request& r) -> caf::result<turn_answer> {
+      log->entries.push_back(r);
+      if (log->refuse)
+        if (auto err = log->refuse(log->entries.size() - 1, r))
+          return err;
+      return turn_answer{};
     },
-    [=](write_atom, const state_write& w) -> caf::result<bool> { return answer("write", w); },
-    [=](requeue_atom, const state_write& w) -> caf::result<bool> { return answer("requeue", w); },
     [](cancel_atom, const std::string&, const std::string&) -> caf::result<pending_cancel> {
       return pending_cancel{};
     },
-    [](recover_atom, const std::string&, const std::string&) -> caf::result<int32_t> {
-      return 0;
-    },
   };
 }
 
-using final_log = std::vector<std::pair<std::string, std::string>>;
-
-canceller_actor::behavior_type mock_canceller(canceller_actor::pointer,
-                                              std::shared_ptr<final_log> finals) {
-  return {
-    [](cancel_atom, const std::string& id, const std::string&) -> caf::result<cancel_result> {
-      return cancel_result{id, "cancelled"};
-    },
-    [](remote_cancel_atom, const std::string&) -> caf::result<bool> { return false; },
-    [](stop_atom, const std::string&, stop_reason) {},
-    [=](final_atom, const std::string& id, const std::string& status) {
-      finals->emplace_back(id, status);
-    },
-  };
-}
-
-/// `record` with a write's set/del applied (what Redis would hold).
-field_pairs merged(field_pairs record, const state_write& w) {
-  for (const auto& [k, v] : w.set) {
+/// `record` with fields set and deleted (what Redis would hold).
+field_pairs merged(field_pairs record, const field_pairs& set,
+                   const std::vector<std::string>& del) {
+  for (const auto& [k, v] : set) {
     bool found = false;
     for (auto& kv : record)
       if (kv.first == k) {
@@ -84,7 +59,7 @@ field_pairs merged(field_pairs record, const state_write& w) {
     if (!found)
       record.emplace_back(k, v);
   }
-  for (const auto& d : w.del) {
+  for (const auto& d : del) {
     for (auto i = record.begin(); i != record.end();) {
       if (i->first == d)
         i = record.erase(i);
@@ -104,9 +79,7 @@ std::string field(const field_pairs& fs, const std::string& name) {
 
 struct runner_fixture : batchq::test::actor_fixture {
   std::shared_ptr<status_log> writes = std::make_shared<status_log>();
-  std::shared_ptr<final_log> finals = std::make_shared<final_log>();
   status_actor status = sys.spawn(mock_status, writes);
-  canceller_actor canceller = sys.spawn(mock_canceller, finals);
   std::shared_ptr<batchq::test::fake_environment> env =
     std::make_shared<batchq::test::fake_environment>();
   std::shared_ptr<batchq::test::fake_sql_connector> sql =
@@ -116,15 +89,16 @@ struct runner_fixture : batchq::test::actor_fixture {
   std::string user = "alice";
   std::string job_id = "job-1";
   job_runner_actor runner;
+  job_outcome last;
 
   runner_fixture() {
     cfg.node_id = "node-a";
     cfg.postgres_port = 5999;
     env->passwords[{user, "alice_role"}] = "s3cret";
-    runner = spawn_job_runner(sys, cfg, status, canceller, env, sql, registry, false);
+    runner = spawn_job_runner(sys, cfg, status, env, sql, registry, false);
   }
 
-  /// A claimed ticket (status running, node) for the job of `body`.
+  /// A claimed ticket (status running, node, claim) for the job of `body`.
   job_ticket ticket(const std::string& body, std::string port = "") {
     auto req = job::parse_request(body, "application/json", "");
     CAF_REQUIRE(static_cast<bool>(req));
@@ -135,33 +109,39 @@ struct runner_fixture : batchq::test::actor_fixture {
       if (k == "status")
         v = "running";
     record.emplace_back("node", "node-a");
+    record.emplace_back("claim", "lease-token");
     return job_ticket{job_id, user, "lease-token", record};
   }
 
-  /// The summary the runner answered (REQUIRES: it answered).
-  job_summary summary() {
-    job_summary out;
+  /// The outcome the runner answered (REQUIRES: it answered).
+  job_outcome outcome() {
+    job_outcome out;
     bool got = false;
-    self->receive([&](job_summary& s) {
-      out = s;
-      got = true;
-    },
-                  caf::after(std::chrono::seconds(0)) >> [] {});
+    self->receive(
+      [&](job_outcome& o) {
+        out = o;
+        got = true;
+      },
+      caf::after(std::chrono::seconds(0)) >> [] {});
     CAF_REQUIRE(got);
+    last = out;
     return out;
   }
 
-  job_summary run_job(const job_ticket& t) {
+  job_outcome run_job(const job_ticket& t) {
     self->send(runner, run_atom::value, t);
     sched.run();
-    return summary();
+    return outcome();
   }
 
-  /// The job as Redis would hold it after every write so far.
+  /// The job as Redis would hold it after every progress write, and the
+  /// runner's answer written by the user_queue.
   job::job stored(const job_ticket& t) {
     auto record = t.record;
-    for (const auto& e : writes->entries)
-      record = merged(record, e.w);
+    for (const auto& r : writes->entries)
+      for (const auto& w : r.write)
+        record = merged(record, w.set, w.del);
+    record = merged(record, last.set, last.del);
     auto j = job::decode(t.job_id, record);
     CAF_REQUIRE(static_cast<bool>(j));
     return *j;
@@ -169,8 +149,9 @@ struct runner_fixture : batchq::test::actor_fixture {
 
   std::vector<std::string> write_statuses() {
     std::vector<std::string> out;
-    for (const auto& e : writes->entries)
-      out.push_back(e.kind + ":" + e.w.from_status + "->" + e.w.to_status);
+    for (const auto& r : writes->entries)
+      for (const auto& w : r.write)
+        out.push_back(w.expected_status + "->" + w.to_status);
     return out;
   }
 };
@@ -181,25 +162,29 @@ using strings = std::vector<std::string>;
 
 CAF_TEST_FIXTURE_SCOPE(job_runner_tests, runner_fixture)
 
-CAF_TEST(a simple job writes running then done and answers done) {
+CAF_TEST(a simple job writes running and answers its done state unwritten) {
   auto t = ticket(R"({"query": "SELECT 1"})");
-  auto s = run_job(t);
-  CAF_CHECK_EQUAL(s.job_id, job_id);
-  CAF_CHECK_EQUAL(s.status, "done");
-  CAF_CHECK_EQUAL(s.statements_run, 1);
+  auto o = run_job(t);
+  CAF_CHECK_EQUAL(o.job_id, job_id);
+  CAF_CHECK_EQUAL(to_string(o.how), std::string{"finished"});
+  CAF_CHECK_EQUAL(o.status, "done");
+  CAF_CHECK_EQUAL(o.written_status, "running");
+  CAF_CHECK_EQUAL(o.statements_run, 1);
+  CAF_CHECK_EQUAL(field(o.set, "status"), "done");
+  CAF_CHECK_EQUAL(field(o.set, "step_status"), "done");
   CAF_CHECK_EQUAL(sql->script->sqls(), strings{"SELECT 1"});
   CAF_CHECK_EQUAL(sql->script->statements.at(0).job_id, job_id);
-  CAF_CHECK_EQUAL(write_statuses(), strings({"write:running->running", "write:running->done"}));
-  for (const auto& e : writes->entries) {
-    CAF_CHECK_EQUAL(e.w.job_id, job_id);
-    CAF_CHECK_EQUAL(e.w.user, user);
-    CAF_CHECK_EQUAL(e.w.lease_token, "lease-token");
+  CAF_CHECK_EQUAL(write_statuses(), strings({"running->running"}));
+  for (const auto& r : writes->entries) {
+    CAF_CHECK_EQUAL(r.user, user);
+    CAF_CHECK_EQUAL(r.token, "lease-token");
+    CAF_CHECK(r.part == turn_part::none);
+    CAF_REQUIRE_EQUAL(r.write.size(), 1u);
+    CAF_CHECK_EQUAL(r.write[0].job_id, job_id);
+    CAF_CHECK_EQUAL(r.write[0].expected_claim, "lease-token");
+    CAF_CHECK(r.write[0].kind == write_kind::progress);
   }
-  CAF_CHECK_EQUAL(field(writes->entries.at(0).w.set, "step_status"), "running");
-  CAF_CHECK_EQUAL(field(writes->entries.at(1).w.set, "step_status"), "done");
-  CAF_REQUIRE_EQUAL(finals->size(), 1u);
-  CAF_CHECK_EQUAL(finals->at(0).first, job_id);
-  CAF_CHECK_EQUAL(finals->at(0).second, "done");
+  CAF_CHECK_EQUAL(field(writes->entries.at(0).write[0].set, "step_status"), "running");
   CAF_CHECK(!registry->armed(job_id));
   CAF_REQUIRE_EQUAL(sql->script->connects.size(), 1u);
   CAF_CHECK_EQUAL(sql->script->connects[0].password, "s3cret");
@@ -216,9 +201,9 @@ CAF_TEST(a failing step runs its onerror with the message quoted and skips later
     "onerror": "JOB ONERROR <%= job_id %>"}})",
                   "6543");
   sql->script->answers["STEP A"] = batchq::test::fake_answer::fail("22012", "it's broken");
-  auto s = run_job(t);
-  CAF_CHECK_EQUAL(s.status, "failed");
-  CAF_CHECK_EQUAL(s.statements_run, 3);
+  auto o = run_job(t);
+  CAF_CHECK_EQUAL(o.status, "failed");
+  CAF_CHECK_EQUAL(o.statements_run, 3);
   CAF_CHECK_EQUAL(sql->script->sqls(),
                   strings({"STEP A", "LOG 'it''s broken'", "JOB ONERROR job-1"}));
   CAF_CHECK_EQUAL(sql->script->connects.at(0).key.port, 6543);
@@ -230,8 +215,8 @@ CAF_TEST(a failing step runs its onerror with the message quoted and skips later
   CAF_CHECK_EQUAL(job::to_string(j.steps[1].status), std::string{"skipped"});
   CAF_CHECK_EQUAL(job::to_string(j.steps[1].fallback_status.value()), std::string{"skipped"});
   CAF_CHECK_EQUAL(job::to_string(j.fallback_status.value()), std::string{"done"});
-  CAF_CHECK_EQUAL(writes->entries.back().w.to_status, "failed");
-  CAF_CHECK_EQUAL(finals->back().second, "failed");
+  for (auto& st : write_statuses())
+    CAF_CHECK_EQUAL(st, "running->running"); // never a final write of its own
 }
 
 CAF_TEST(a step runs under the smaller of its timeout and the cap and fallbacks under the cap) {
@@ -240,8 +225,8 @@ CAF_TEST(a step runs under the smaller of its timeout and the cap and fallbacks 
       {"query": "SHORT", "timeout": 100, "onsuccess": "FALLBACK"},
       {"query": "LONG", "timeout": 100000},
       {"query": "PLAIN"}]}})");
-  auto s = run_job(t);
-  CAF_CHECK_EQUAL(s.status, "done");
+  auto o = run_job(t);
+  CAF_CHECK_EQUAL(o.status, "done");
   CAF_REQUIRE_EQUAL(sql->script->statements.size(), 4u);
   CAF_CHECK_EQUAL(sql->script->statements[0].timeout_ms, 100);
   CAF_CHECK_EQUAL(sql->script->statements[1].sql, "FALLBACK");
@@ -254,16 +239,16 @@ CAF_TEST(a cancel that arrives before the runner starts the statement ends the j
   // The canceller fired before the runner even armed: a tombstone.
   CAF_CHECK(!registry->cancel(job_id, stop_reason::user_cancel));
   auto t = ticket(R"({"query": ["STEP A", "STEP B"]})");
-  auto s = run_job(t);
-  CAF_CHECK_EQUAL(s.status, "cancelled");
-  CAF_CHECK_EQUAL(s.statements_run, 0);
+  auto o = run_job(t);
+  CAF_CHECK_EQUAL(o.status, "cancelled");
+  CAF_CHECK_EQUAL(to_string(o.how), std::string{"finished"});
+  CAF_CHECK_EQUAL(o.statements_run, 0);
   CAF_CHECK(sql->script->statements.empty());
   CAF_CHECK_EQUAL(sql->script->unsent, 0); // execute was not even called
-  CAF_CHECK_EQUAL(write_statuses(), strings{"write:running->cancelled"});
+  CAF_CHECK(writes->entries.empty());
   auto j = stored(t);
   CAF_CHECK_EQUAL(job::to_string(j.steps[0].status), std::string{"skipped"});
   CAF_CHECK_EQUAL(job::to_string(j.steps[1].status), std::string{"skipped"});
-  CAF_CHECK_EQUAL(finals->at(0).second, "cancelled");
 }
 
 CAF_TEST(a cancel between run and the first step still wins) {
@@ -273,11 +258,11 @@ CAF_TEST(a cancel between run and the first step still wins) {
   CAF_CHECK(registry->armed(job_id));
   CAF_CHECK(registry->cancel(job_id, stop_reason::user_cancel));
   sched.run();
-  auto s = summary();
-  CAF_CHECK_EQUAL(s.status, "cancelled");
+  auto o = outcome();
+  CAF_CHECK_EQUAL(o.status, "cancelled");
   CAF_CHECK(sql->script->statements.empty());
   CAF_CHECK(sql->script->connects.empty());
-  CAF_CHECK_EQUAL(write_statuses(), strings{"write:running->cancelled"});
+  CAF_CHECK(writes->entries.empty());
 }
 
 CAF_TEST(a cancel while a step runs cancels that step and skips the rest) {
@@ -286,56 +271,125 @@ CAF_TEST(a cancel while a step runs cancels that step and skips the rest) {
       {"query": "STEP B"}], "onsuccess": "JOB OK"}})");
   sql->script->answers["STEP A"] = batchq::test::fake_answer::hook(
     [this] { registry->cancel(job_id, stop_reason::user_cancel); });
-  auto s = run_job(t);
-  CAF_CHECK_EQUAL(s.status, "cancelled");
-  CAF_CHECK_EQUAL(s.statements_run, 1);
+  auto o = run_job(t);
+  CAF_CHECK_EQUAL(o.status, "cancelled");
+  CAF_CHECK_EQUAL(o.statements_run, 1);
   CAF_CHECK_EQUAL(sql->script->sqls(), strings{"STEP A"});
-  CAF_CHECK_EQUAL(write_statuses(), strings({"write:running->running", "write:running->cancelled"}));
+  CAF_CHECK_EQUAL(write_statuses(), strings({"running->running"}));
   auto j = stored(t);
   CAF_CHECK_EQUAL(job::to_string(j.status), std::string{"cancelled"});
   CAF_CHECK_EQUAL(job::to_string(j.steps[0].status), std::string{"cancelled"});
   CAF_CHECK_EQUAL(job::to_string(j.steps[0].fallback_status.value()), std::string{"skipped"});
   CAF_CHECK_EQUAL(job::to_string(j.steps[1].status), std::string{"skipped"});
   CAF_CHECK_EQUAL(job::to_string(j.fallback_status.value()), std::string{"skipped"});
-  CAF_CHECK_EQUAL(finals->at(0).second, "cancelled");
 }
 
-CAF_TEST(a drain requeues the job with its interrupted step pending and answers pending) {
+CAF_TEST(a drain answers the job pending with its interrupted step pending) {
   auto t = ticket(R"({"query": ["STEP A", "STEP B"]})");
   sql->script->answers["STEP B"] = batchq::test::fake_answer::hook(
-    [this] { registry->cancel_user(user, stop_reason::drain); });
-  auto s = run_job(t);
-  CAF_CHECK_EQUAL(s.status, "pending");
+    [this] { registry->cancel_user(user, "lease-token", stop_reason::drain); });
+  auto o = run_job(t);
+  CAF_CHECK_EQUAL(to_string(o.how), std::string{"drained"});
+  CAF_CHECK_EQUAL(o.status, "pending");
+  CAF_CHECK_EQUAL(o.written_status, "running");
   CAF_CHECK_EQUAL(sql->script->sqls(), strings({"STEP A", "STEP B"}));
   CAF_CHECK_EQUAL(write_statuses(),
-                  strings({"write:running->running", "write:running->running",
-                           "write:running->running", "requeue:running->pending"}));
+                  strings({"running->running", "running->running", "running->running"}));
   auto j = stored(t);
   CAF_CHECK_EQUAL(job::to_string(j.status), std::string{"pending"});
   CAF_CHECK_EQUAL(job::to_string(j.steps[0].status), std::string{"done"});
   CAF_CHECK_EQUAL(job::to_string(j.steps[1].status), std::string{"pending"});
-  CAF_CHECK_EQUAL(finals->at(0).second, "pending");
 }
 
-CAF_TEST(a lost lease stops the job without writing anything more) {
+CAF_TEST(a lost lease stops the job writing nothing more and answers what it knows) {
   auto t = ticket(R"({"query": ["STEP A", "STEP B"]})");
   sql->script->answers["STEP A"] = batchq::test::fake_answer::hook(
-    [this] { registry->cancel_user(user, stop_reason::lease_lost); });
-  auto s = run_job(t);
-  CAF_CHECK_EQUAL(s.status, "running");
+    [this] { registry->cancel_user(user, "lease-token", stop_reason::lease_lost); });
+  auto o = run_job(t);
+  CAF_CHECK_EQUAL(to_string(o.how), std::string{"lost"});
+  CAF_CHECK_EQUAL(o.status, "running");
   CAF_CHECK_EQUAL(sql->script->sqls(), strings{"STEP A"});
-  CAF_CHECK_EQUAL(write_statuses(), strings{"write:running->running"});
-  CAF_CHECK_EQUAL(finals->at(0).second, "running");
+  CAF_CHECK_EQUAL(write_statuses(), strings{"running->running"});
   CAF_CHECK(!registry->armed(job_id));
+  // STEP A was stopped before it completed: it is still the running step.
+  auto j = stored(t);
+  CAF_CHECK_EQUAL(job::to_string(j.steps[0].status), std::string{"running"});
+}
+
+CAF_TEST(a statement that completed before the lease was lost keeps its outcome) {
+  auto t = ticket(R"({"query": ["STEP A", "STEP B"]})");
+  writes->refuse = [](size_t i, const turn_request&) -> caf::error {
+    if (i == 1) // the write of STEP A's outcome: the lease is gone by now
+      return make_error(ec::lease_lost, "lease of user alice is not held by this token");
+    return {};
+  };
+  auto o = run_job(t);
+  CAF_CHECK_EQUAL(to_string(o.how), std::string{"lost"});
+  CAF_CHECK_EQUAL(sql->script->sqls(), strings{"STEP A"});
+  auto j = stored(t);
+  CAF_CHECK_EQUAL(job::to_string(j.steps[0].status), std::string{"done"});
+  CAF_CHECK_EQUAL(job::to_string(j.steps[1].status), std::string{"pending"});
+}
+
+CAF_TEST(a statement is never sent once the lease deadline passed) {
+  registry->lease("lease-token")->set(pg::lease_deadline::clock::now()
+                                      - std::chrono::milliseconds{1});
+  auto t = ticket(R"({"query": ["STEP A", "STEP B"]})");
+  auto o = run_job(t);
+  CAF_CHECK_EQUAL(to_string(o.how), std::string{"lost"});
+  CAF_CHECK(sql->script->statements.empty());
+  CAF_CHECK(writes->entries.empty());
+}
+
+CAF_TEST(a progress write that fails transiently is retried and the statement waits for it) {
+  int failures = 2;
+  writes->refuse = [&](size_t, const turn_request&) -> caf::error {
+    if (failures-- > 0)
+      return make_error(ec::redis_unavailable, "fake Redis is down");
+    return {};
+  };
+  auto t = ticket(R"({"query": "SELECT 1"})");
+  self->send(runner, run_atom::value, t);
+  sched.run();
+  CAF_CHECK_EQUAL(writes->entries.size(), 1u);
+  CAF_CHECK(sql->script->statements.empty()); // not before the `running` write landed
+  advance_time(cfg.retry_initial);
+  sched.run();
+  CAF_CHECK_EQUAL(writes->entries.size(), 2u);
+  CAF_CHECK(sql->script->statements.empty());
+  advance_time(cfg.retry_initial * 2);
+  sched.run();
+  auto o = outcome();
+  CAF_CHECK_EQUAL(o.status, "done");
+  CAF_CHECK_EQUAL(writes->entries.size(), 3u);
+  CAF_CHECK_EQUAL(sql->script->sqls(), strings{"SELECT 1"});
+  // Every attempt was the same write.
+  CAF_CHECK(writes->entries[0] == writes->entries[1]);
+  CAF_CHECK(writes->entries[1] == writes->entries[2]);
+}
+
+CAF_TEST(a drain during the retries of a progress write ends the job without it) {
+  writes->refuse = [](size_t, const turn_request&) -> caf::error {
+    return make_error(ec::redis_unavailable, "fake Redis is down");
+  };
+  auto t = ticket(R"({"query": ["STEP A", "STEP B"]})");
+  self->send(runner, run_atom::value, t);
+  sched.run();
+  registry->cancel_user(user, "lease-token", stop_reason::drain);
+  advance_time(cfg.retry_initial);
+  sched.run();
+  auto o = outcome();
+  CAF_CHECK_EQUAL(to_string(o.how), std::string{"drained"});
+  CAF_CHECK(sql->script->statements.empty());
 }
 
 CAF_TEST(missing credentials fail the job and its fallbacks without touching PostgreSQL) {
   env->passwords.clear();
   auto t = ticket(R"({"query": {"query": [
       {"query": "STEP A", "onerror": "A ONERROR"}, {"query": "STEP B"}]}})");
-  auto s = run_job(t);
-  CAF_CHECK_EQUAL(s.status, "failed");
-  CAF_CHECK_EQUAL(s.statements_run, 0);
+  auto o = run_job(t);
+  CAF_CHECK_EQUAL(o.status, "failed");
+  CAF_CHECK_EQUAL(o.statements_run, 0);
   CAF_CHECK(sql->script->connects.empty());
   CAF_CHECK(sql->script->statements.empty());
   auto j = stored(t);
@@ -351,9 +405,9 @@ CAF_TEST(missing credentials fail the job and its fallbacks without touching Pos
 CAF_TEST(a connect failure fails the job with its message) {
   sql->script->connect_error =
     make_error(ec::pg_connect_failed, "cannot connect to the database: Connection refused");
-  auto s = run_job(ticket(R"({"query": "SELECT 1"})"));
-  CAF_CHECK_EQUAL(s.status, "failed");
-  CAF_CHECK_EQUAL(field(writes->entries.back().w.set, "failed_reason"),
+  auto o = run_job(ticket(R"({"query": "SELECT 1"})"));
+  CAF_CHECK_EQUAL(o.status, "failed");
+  CAF_CHECK_EQUAL(field(o.set, "failed_reason"),
                   "cannot connect to the database: Connection refused");
   CAF_CHECK_EQUAL(sql->script->connects.size(), 1u);
 }
@@ -362,46 +416,46 @@ CAF_TEST(a CARTO record with a pass field connects with it) {
   auto t = ticket(R"({"query": "SELECT 1"})");
   t.record.emplace_back("pass", "carto-pass");
   env->passwords.clear();
-  auto s = run_job(t);
-  CAF_CHECK_EQUAL(s.status, "done");
+  auto o = run_job(t);
+  CAF_CHECK_EQUAL(o.status, "done");
   CAF_CHECK_EQUAL(env->password_lookups, 0);
   CAF_REQUIRE_EQUAL(sql->script->connects.size(), 1u);
   CAF_CHECK_EQUAL(sql->script->connects[0].password, "carto-pass");
-  for (const auto& e : writes->entries)
-    CAF_CHECK_EQUAL(field(e.w.set, "pass"), "<absent>");
+  for (const auto& r : writes->entries)
+    CAF_CHECK_EQUAL(field(r.write.at(0).set, "pass"), "<absent>");
+  CAF_CHECK_EQUAL(field(o.set, "pass"), "<absent>");
 }
 
 CAF_TEST(a lost connection fails the step and the next statement reconnects) {
   auto t = ticket(R"({"query": {"query": [{"query": "STEP A", "onerror": "A ONERROR"}]}})");
   sql->script->answers["STEP A"] = batchq::test::fake_answer::lost();
-  auto s = run_job(t);
-  CAF_CHECK_EQUAL(s.status, "failed");
+  auto o = run_job(t);
+  CAF_CHECK_EQUAL(o.status, "failed");
   CAF_CHECK_EQUAL(sql->script->sqls(), strings({"STEP A", "A ONERROR"}));
   CAF_CHECK_EQUAL(sql->script->connects.size(), 2u);
   CAF_CHECK_EQUAL(stored(t).failed_reason.value_or(""),
                   "connection to the database was lost: fake");
 }
 
-CAF_TEST(a status write answering lease_lost stops the runner before the next statement) {
-  writes->refuse = [](size_t i, const status_log::entry&) -> caf::error {
-    if (i == 1) // the write of STEP A's outcome
-      return make_error(ec::lease_lost, "LEASE_LOST alice");
+CAF_TEST(a progress write refused as changed aborts the job before the next statement) {
+  writes->refuse = [](size_t i, const turn_request&) -> caf::error {
+    if (i == 1)
+      return make_error(ec::invalid_transition, "job status is now cancelled");
     return {};
   };
   auto t = ticket(R"({"query": ["STEP A", "STEP B"]})");
-  auto s = run_job(t);
-  CAF_CHECK_EQUAL(s.status, "running");
+  auto o = run_job(t);
+  CAF_CHECK_EQUAL(to_string(o.how), std::string{"aborted"});
   CAF_CHECK_EQUAL(sql->script->sqls(), strings{"STEP A"});
   CAF_CHECK_EQUAL(writes->entries.size(), 2u);
-  CAF_CHECK_EQUAL(finals->at(0).second, "running");
 }
 
 CAF_TEST(a statement stopped by a pg_cancel_backend from another node counts as a cancel) {
   auto t = ticket(R"({"query": ["STEP A", "STEP B"]})");
   sql->script->answers["STEP A"] =
     batchq::test::fake_answer::fail("57014", "canceling statement due to user request");
-  auto s = run_job(t);
-  CAF_CHECK_EQUAL(s.status, "cancelled");
+  auto o = run_job(t);
+  CAF_CHECK_EQUAL(o.status, "cancelled");
   auto j = stored(t);
   CAF_CHECK_EQUAL(job::to_string(j.steps[0].status), std::string{"cancelled"});
   CAF_CHECK_EQUAL(job::to_string(j.steps[1].status), std::string{"skipped"});
@@ -411,20 +465,20 @@ CAF_TEST(a statement timeout fails the step with the message of PostgreSQL) {
   sql->script->answers["SLOW"] =
     batchq::test::fake_answer::fail("57014", "canceling statement due to statement timeout");
   auto t = ticket(R"({"query": "SLOW"})");
-  auto s = run_job(t);
-  CAF_CHECK_EQUAL(s.status, "failed");
+  auto o = run_job(t);
+  CAF_CHECK_EQUAL(o.status, "failed");
   CAF_CHECK_EQUAL(stored(t).failed_reason.value_or(""),
                   "canceling statement due to statement timeout");
 }
 
-CAF_TEST(an unreadable record is failed rather than left running) {
+CAF_TEST(an unreadable record is answered failed rather than left running) {
   job_ticket t{job_id, user, "lease-token", {{"user", user}, {"status", "running"}}};
-  auto s = run_job(t);
-  CAF_CHECK_EQUAL(s.status, "failed");
-  CAF_REQUIRE_EQUAL(writes->entries.size(), 1u);
-  CAF_CHECK_EQUAL(writes->entries[0].w.to_status, "failed");
-  CAF_CHECK(field(writes->entries[0].w.set, "failed_reason").rfind("invalid job record: ", 0)
-            == 0);
+  auto o = run_job(t);
+  CAF_CHECK_EQUAL(o.status, "failed");
+  CAF_CHECK_EQUAL(to_string(o.how), std::string{"finished"});
+  CAF_CHECK(writes->entries.empty());
+  CAF_CHECK(field(o.set, "failed_reason").rfind("invalid job record: ", 0) == 0);
+  CAF_CHECK(!registry->armed(job_id));
 }
 
 CAF_TEST(a runner killed before it finished disarms its token) {

@@ -1,23 +1,25 @@
-// The scheduler (actors/scheduler.hpp) on CAF's test coordinator with the
-// in-memory fake_coordination, a mock canceller and mock user_queues. A mock
-// user_queue answers `run` with `idle` when its user has no job left;
-// otherwise it takes one job and "runs" it until the test ends it with
-// finish_oldest() (which sends the `done` the real user_queue would send), so
-// several users run at once and capacity matters.
+// The scheduler (actors/scheduler.hpp) on CAF's test coordinator with a mock
+// coordination actor (renewals answered, refused or never answered; hosts;
+// orphans; announcements), a mock canceller and mock user_queues. A mock
+// user_queue plays a turn against a tiny model of Redis (leases, capacity
+// slots, queued jobs): on `run` it ends at once (busy / full / idle) or takes
+// lease and slot, says `started` and holds its job until the test finishes
+// it (finish_oldest), so several turns run at once and capacity, fairness,
+// deadlines and drains can be checked message by message. Virtual clock only.
 #define CAF_SUITE actors.scheduler
 #include "tests/actors/fixture.hpp"
 
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <sstream>
 #include <utility>
 #include <vector>
 
 #include "actors/scheduler.hpp"
-#include "src/config/settings.hpp"
 #include "src/log/log.hpp"
-#include "tests/actors/fake_coordination.hpp"
 
 using namespace batchq;
 using namespace std::chrono_literals;
@@ -26,38 +28,110 @@ namespace {
 
 using strings = std::vector<std::string>;
 
-/// What the mocks share with the test.
+/// What the mocks share with the test: a model of Redis and what was said.
 struct world {
-  /// Jobs left in each user's queue.
   std::map<std::string, int> jobs;
-  /// Users whose mock user_queue runs a job now, oldest first.
-  std::deque<std::string> holding;
-  /// Mock user_queues alive.
+  std::map<std::string, std::string> hosts;
+  /// Users whose lease another node holds.
+  std::set<std::string> foreign;
+  /// user -> token of the lease held by this node's turns.
+  std::map<std::string, std::string> leases;
+  std::map<std::string, std::set<std::string>> slots;
+  std::map<std::string, size_t> max_slots;
+  int64_t capacity = 4;
+
+  struct turn {
+    std::string user;
+    turn_grant grant;
+    user_queue_actor queue;
+    int ran = 0;
+    bool yielded = false;
+  };
+  /// Turns holding a job now, oldest first.
+  std::deque<turn> holding;
+  /// Every grant, in order.
+  std::vector<turn_grant> grants;
+  /// Messages the mock queues received: "yield <user>", "fence <user>", "stop <user>".
+  strings told;
   int alive = 0;
-  /// Users a user_queue was created for, in order.
-  strings spawned;
-  /// `stop` messages the mock canceller received.
-  std::vector<std::pair<std::string, stop_reason>> stops;
-  /// Users whose mock user_queue received `run`, in order.
-  strings runs;
+
+  /// Canceller `stop`s: "<user> <reason>".
+  strings stops;
+
+  // coordination
+  enum class renew_mode { ok, stall, fail } renew = renew_mode::ok;
+  /// Tokens the next renewal reports lost.
+  std::set<std::string> lose;
+  int renews = 0;
+  size_t most_renewed = 0;
+  std::vector<strings> lookups;
+  std::set<std::string> orphans;
+  strings announced;
 };
 
-user_queue_actor::behavior_type mock_user_queue(user_queue_actor::pointer self,
-                                                std::shared_ptr<world> w, std::string user,
-                                                scheduler_actor scheduler) {
+/// Ends the turn `t` with `why`, as the real user_queue would.
+void end_turn(scheduler_actor sch, world& w, const world::turn& t, turn_end why, int jobs,
+              int64_t queued, std::vector<unsettled_job> carry = {}) {
+  turn_report r;
+  r.user = t.user;
+  r.token = t.grant.token;
+  r.why = why;
+  r.jobs = jobs;
+  r.statements_run = jobs;
+  r.finished = jobs;
+  r.queue_length = queued;
+  r.carry = std::move(carry);
+  w.leases.erase(t.user);
+  w.slots[t.grant.host].erase(t.grant.slot);
+  caf::anon_send(sch, ended_atom::value, r);
+}
+
+user_queue_actor::behavior_type mock_queue(user_queue_actor::pointer self,
+                                           std::shared_ptr<world> w, turn_grant g,
+                                           scheduler_actor sch) {
   ++w->alive;
   self->attach_functor([w] { --w->alive; });
   return {
     [=](run_atom) {
-      w->runs.push_back(user);
-      auto& n = w->jobs[user];
-      if (n == 0) {
-        self->send(scheduler, idle_atom::value, user);
+      w->grants.push_back(g);
+      turn_report r;
+      r.user = g.user;
+      r.token = g.token;
+      auto& s = w->slots[g.host];
+      if (w->foreign.count(g.user) > 0) {
+        r.why = turn_end::busy;
+      } else if (w->jobs[g.user] == 0 && g.carry.empty()) {
+        r.why = turn_end::idle;
+      } else if (static_cast<int64_t>(s.size()) >= w->capacity) {
+        r.why = turn_end::full;
+        r.carry = g.carry;
+      } else {
+        s.insert(g.slot);
+        w->max_slots[g.host] = std::max(w->max_slots[g.host], s.size());
+        w->leases[g.user] = g.token;
+        self->send(sch, started_atom::value, g.user, g.token);
+        if (w->jobs[g.user] == 0) { // a settle-only turn
+          w->leases.erase(g.user);
+          s.erase(g.slot);
+          r.why = turn_end::idle;
+          self->send(sch, ended_atom::value, r);
+          self->quit();
+          return;
+        }
+        w->holding.push_back(world::turn{g.user, g, caf::actor_cast<user_queue_actor>(self)});
         return;
       }
-      --n;
-      w->holding.push_back(user);
+      self->send(sch, ended_atom::value, r);
+      self->quit();
     },
+    [=](yield_atom, const std::string& token) {
+      w->told.push_back("yield " + g.user);
+      for (auto& t : w->holding)
+        if (t.grant.token == token)
+          t.yielded = true;
+    },
+    [=](fence_atom, const std::string&) { w->told.push_back("fence " + g.user); },
+    [=](stop_atom, const std::string&) { w->told.push_back("stop " + g.user); },
   };
 }
 
@@ -67,91 +141,133 @@ canceller_actor::behavior_type mock_canceller(canceller_actor::pointer, std::sha
       return cancel_result{id, "cancelled"};
     },
     [=](remote_cancel_atom, const std::string&) { return false; },
-    [=](stop_atom, const std::string& user, stop_reason why) { w->stops.emplace_back(user, why); },
+    [=](stop_atom, const std::string& user, const std::string&, stop_reason why) {
+      w->stops.push_back(user + " " + to_string(why));
+    },
     [=](final_atom, const std::string&, const std::string&) {},
+  };
+}
+
+coordination_actor::behavior_type mock_coordination(coordination_actor::pointer self,
+                                                    std::shared_ptr<world> w) {
+  return {
+    [=](renew_atom, const std::vector<held_lease>& held,
+        int64_t) -> caf::result<std::vector<std::string>> {
+      ++w->renews;
+      w->most_renewed = std::max(w->most_renewed, held.size());
+      if (w->renew == world::renew_mode::stall)
+        return self->make_response_promise<std::vector<std::string>>(); // never answered
+      if (w->renew == world::renew_mode::fail)
+        return make_error(ec::redis_unavailable, "fake Redis is down");
+      std::vector<std::string> lost;
+      for (auto& h : held)
+        if (w->lose.count(h.token) > 0)
+          lost.push_back(h.token);
+      w->lose.clear();
+      return lost;
+    },
+    [=](hosts_atom, const std::vector<std::string>& users) -> caf::result<std::vector<std::string>> {
+      w->lookups.push_back(users);
+      std::vector<std::string> out;
+      for (auto& u : users)
+        out.push_back(w->hosts.count(u) ? w->hosts[u] : std::string{});
+      return out;
+    },
+    [=](orphans_atom) -> caf::result<std::vector<std::string>> {
+      return strings(w->orphans.begin(), w->orphans.end());
+    },
+    [=](announce_atom, const std::vector<std::string>& users) -> caf::result<bool> {
+      w->announced.insert(w->announced.end(), users.begin(), users.end());
+      return true;
+    },
   };
 }
 
 struct scheduler_fixture : test::actor_fixture {
   std::shared_ptr<world> w = std::make_shared<world>();
-  std::shared_ptr<test::fake_coordination> coord = std::make_shared<test::fake_coordination>();
+  std::shared_ptr<pg::cancel_registry> registry = std::make_shared<pg::cancel_registry>();
   canceller_actor canceller;
+  coordination_actor coord;
   scheduler_actor scheduler;
-  size_t capacity = 0;
-  const std::chrono::milliseconds sweep_interval = 7500ms;
-  /// Runs in the factory, right after the lease was taken (tests inject faults).
-  std::function<void()> on_queue_created;
+  scheduler_settings cfg;
   std::ostringstream log_lines;
+  std::optional<drain_report> drained;
 
-  scheduler_fixture() { log::set_sink(&log_lines); }
+  scheduler_fixture() {
+    log::set_sink(&log_lines);
+    cfg.lease_ttl = 5s;
+    cfg.shutdown_grace = 10s;
+    cfg.drain_bound = 10s;
+    // Off the 1 s tick grid: a test can reach a sweep without a tick at the same instant.
+    cfg.sweep_interval = 7500ms;
+    cfg.turn_jobs = 100;
+  }
 
   ~scheduler_fixture() {
     // The scheduler's tick re-arms forever: stop it before the base fixture's
     // run(), which fires every pending timeout until none is left.
     anon_send_exit(scheduler, caf::exit_reason::user_shutdown);
     anon_send_exit(canceller, caf::exit_reason::user_shutdown);
+    anon_send_exit(coord, caf::exit_reason::user_shutdown);
+    for (auto& t : w->holding)
+      anon_send_exit(t.queue, caf::exit_reason::user_shutdown);
     sched.run();
     log::set_sink(nullptr);
   }
 
-  void start(int64_t cap) {
-    capacity = static_cast<size_t>(cap);
+  void start(int64_t capacity, int64_t max_running = 8) {
+    w->capacity = capacity;
+    cfg.capacity = capacity;
+    cfg.max_running = max_running;
     canceller = sys.spawn(mock_canceller, w);
-    scheduler_settings cfg;
-    cfg.capacity = cap;
-    cfg.lease_ttl = 5s;
-    cfg.shutdown_grace = 10s;
-    // Off the 1 s tick grid: a test can reach a sweep without a tick at the same instant.
-    cfg.sweep_interval = sweep_interval;
+    coord = sys.spawn(mock_coordination, w);
     auto wp = w;
-    auto factory = [this, wp](caf::actor_system& s, const std::string& user, const std::string&,
-                              scheduler_actor sch) {
-      wp->spawned.push_back(user);
-      if (on_queue_created)
-        on_queue_created();
-      return s.spawn(mock_user_queue, wp, user, sch);
+    auto factory = [wp](caf::actor_system& s, turn_grant g, scheduler_actor sch) {
+      return s.spawn(mock_queue, wp, std::move(g), sch);
     };
-    scheduler = spawn_scheduler(sys, cfg, coord, canceller, factory, false);
+    scheduler = spawn_scheduler(sys, cfg, coord, canceller, registry, factory);
     sched.run();
   }
 
-  /// Moves the clock to the next sweep (one sweep_interval; ticks due on the
-  /// way fire too) and runs what it triggered.
-  void next_sweep() {
-    advance_time(sweep_interval);
-    run_checked();
-  }
-
   /// Consumes every pending message (no timeouts), checking after each one
-  /// that no more users run than the capacity allows.
+  /// that no host counts more slots than its capacity.
   void run_checked() {
-    while (sched.try_run_once()) {
-      CAF_CHECK_LESS_OR_EQUAL(w->holding.size(), capacity);
-      CAF_CHECK_LESS_OR_EQUAL(coord->slots_held(), capacity);
-    }
+    while (sched.try_run_once())
+      for (auto& [host, s] : w->slots)
+        CAF_CHECK_LESS_OR_EQUAL(static_cast<int64_t>(s.size()), w->capacity);
   }
 
   void wants(const std::string& user) { self->send(scheduler, wants_atom::value, user); }
 
-  /// Ends the job that has been running longest, as its user_queue would.
-  void finish_oldest(const std::string& status = "done") {
+  /// Ends the job of the turn that has been running longest, as its
+  /// user_queue would: the turn goes on while its budget lasts and nobody
+  /// asked it to yield, else it ends (released, or idle when nothing is left).
+  void finish_oldest() {
     CAF_REQUIRE(!w->holding.empty());
-    auto user = w->holding.front();
+    auto& t = w->holding.front();
+    --w->jobs[t.user];
+    ++t.ran;
+    bool more = w->jobs[t.user] > 0;
+    if (more && !t.yielded && t.ran < t.grant.budget)
+      return;
+    auto done = t;
     w->holding.pop_front();
-    job_summary s;
-    s.job_id = "job-of-" + user;
-    s.status = status;
-    s.statements_run = 1;
-    self->send(scheduler, done_atom::value, user, s);
+    end_turn(scheduler, *w, done, more ? turn_end::released : turn_end::idle,
+             done.ran, w->jobs[done.user]);
+    caf::anon_send_exit(done.queue, caf::exit_reason::user_shutdown);
   }
 
-  /// Runs every queued job to its end, oldest first.
-  void finish_all() {
+  /// Runs every job to its end, oldest turn first; returns the users of the
+  /// jobs in the order they ran.
+  strings finish_all() {
+    strings order;
     run_checked();
     while (!w->holding.empty()) {
+      order.push_back(w->holding.front().user);
       finish_oldest();
       run_checked();
     }
+    return order;
   }
 
   scheduler_stats stats() {
@@ -163,423 +279,419 @@ struct scheduler_fixture : test::actor_fixture {
     return out;
   }
 
-  /// Serves A (3 jobs), B (2) and C (1), all wanting at once, to the end.
-  strings serve_abc(int64_t cap) {
-    start(cap);
-    w->jobs = {{"A", 3}, {"B", 2}, {"C", 1}};
-    wants("A");
-    wants("B");
-    wants("C");
-    finish_all();
-    auto s = stats();
-    CAF_CHECK(s.waiting.empty());
-    CAF_CHECK(s.running.empty());
-    CAF_CHECK(coord->leases.empty());
-    CAF_CHECK_EQUAL(coord->slots_held(), 0u);
-    CAF_CHECK_EQUAL(w->alive, 0);
-    CAF_CHECK_EQUAL(w->jobs["A"] + w->jobs["B"] + w->jobs["C"], 0);
-    size_t most_running = std::min<size_t>(capacity, 3); // a copy: min returns a reference
-    CAF_CHECK_EQUAL(coord->max_slots["unknown"], most_running);
-    return s.grants;
+  strings granted_users() {
+    strings out;
+    for (auto& g : w->grants)
+      out.push_back(g.user);
+    return out;
+  }
+
+  /// Asks for a drain; the answer lands in `drained`.
+  void drain() {
+    auto sch = scheduler;
+    auto* out = &drained;
+    sys.spawn([sch, out](caf::event_based_actor* a) {
+      a->request(sch, caf::infinite, drain_atom::value).then([=](const drain_report& r) {
+        *out = r;
+        a->quit();
+      });
+    });
+  }
+
+  /// Moves the virtual clock by `d` in steps of 100 ms, running what each
+  /// step triggers (ticks, deadlines, timers).
+  void pass(std::chrono::milliseconds d) {
+    for (auto t = 0ms; t < d; t += 100ms) {
+      advance_time(100ms);
+      run_checked();
+    }
   }
 };
-
-const strings fair_order{"A", "B", "C", "A", "B", "A"};
 
 } // namespace
 
 CAF_TEST_FIXTURE_SCOPE(scheduler_tests, scheduler_fixture)
 
-CAF_TEST(at capacity 1 users A B C are served A B C A B A) {
-  CAF_CHECK_EQUAL(serve_abc(1), fair_order);
+CAF_TEST(at capacity 1 users A B C are served one job at a time A B C A B A) {
+  start(1);
+  w->jobs = {{"A", 3}, {"B", 2}, {"C", 1}};
+  wants("A");
+  wants("B");
+  wants("C");
+  CAF_CHECK_EQUAL(finish_all(), (strings{"A", "B", "C", "A", "B", "A"}));
+  auto s = stats();
+  CAF_CHECK(s.waiting.empty());
+  CAF_CHECK(s.running.empty());
+  CAF_CHECK_EQUAL(w->alive, 0);
+  CAF_CHECK_EQUAL(w->max_slots["unknown"], 1u);
 }
 
-CAF_TEST(at capacity 2 users A B C are served A B C A B A) {
-  CAF_CHECK_EQUAL(serve_abc(2), fair_order);
+CAF_TEST(at capacity 2 users A B C are served fairly and never more than two at once) {
+  start(2);
+  w->jobs = {{"A", 3}, {"B", 2}, {"C", 1}};
+  wants("A");
+  wants("B");
+  wants("C");
+  auto order = finish_all();
+  CAF_CHECK_EQUAL(order.size(), 6u);
+  CAF_CHECK_EQUAL(w->max_slots["unknown"], 2u);
+  // Fewest statements first: C runs before anyone's second job.
+  auto c = std::find(order.begin(), order.end(), "C") - order.begin();
+  CAF_CHECK_LESS(c, 3);
 }
 
-CAF_TEST(with unlimited capacity users A B C are served A B C A B A) {
-  CAF_CHECK_EQUAL(serve_abc(1000), fair_order);
+CAF_TEST(without contention a user keeps its slot for consecutive jobs) {
+  start(4);
+  w->jobs = {{"A", 5}};
+  wants("A");
+  run_checked();
+  CAF_REQUIRE_EQUAL(w->grants.size(), 1u);
+  CAF_CHECK_EQUAL(w->grants[0].budget, cfg.turn_jobs);
+  finish_all();
+  CAF_CHECK_EQUAL(w->grants.size(), 1u); // one turn, one lease, one slot for all five
+}
+
+CAF_TEST(a running turn yields when a user starts waiting for its host) {
+  start(1);
+  w->jobs = {{"A", 5}, {"B", 1}};
+  wants("A");
+  run_checked();
+  CAF_CHECK(w->told.empty());
+  wants("B");
+  run_checked();
+  CAF_CHECK_EQUAL(w->told, strings{"yield A"});
+  // A's first job, then B's, then A's other four in one turn (nobody waits).
+  CAF_CHECK_EQUAL(finish_all(), (strings{"A", "B", "A", "A", "A", "A"}));
+  CAF_CHECK_EQUAL(w->grants.size(), 3u);
 }
 
 CAF_TEST(capacity is counted per database host) {
-  coord->hosts = {{"A", "h1"}, {"B", "h2"}, {"C", "h1"}};
+  w->hosts = {{"A", "h1"}, {"B", "h2"}, {"C", "h1"}};
   start(1);
   w->jobs = {{"A", 1}, {"B", 1}, {"C", 1}};
   wants("A");
   wants("B");
   wants("C");
-  sched.run();
+  run_checked();
   auto s = stats();
   CAF_CHECK_EQUAL(s.running, (strings{"A", "B"}));
   CAF_CHECK_EQUAL(s.waiting, strings{"C"});
-  CAF_CHECK_EQUAL(coord->slots["h1"].size(), 1u);
-  CAF_CHECK_EQUAL(coord->slots["h2"].size(), 1u);
   finish_oldest(); // A frees h1's slot: C runs
-  sched.run();
+  run_checked();
   CAF_CHECK_EQUAL(stats().running, (strings{"B", "C"}));
 }
 
-CAF_TEST(the database host of a user is looked up once while the user is served) {
-  start(1);
-  w->jobs = {{"A", 3}};
-  wants("A");
+CAF_TEST(no more turns run at once than max running and no more leases are held) {
+  start(1000, 3);
+  for (auto u : {"A", "B", "C", "D", "E"}) {
+    w->jobs[u] = 1;
+    wants(u);
+  }
+  run_checked();
+  auto s = stats();
+  CAF_CHECK_EQUAL(s.running.size(), 3u);
+  CAF_CHECK_EQUAL(s.leases, 3);
+  CAF_CHECK_EQUAL(s.waiting, (strings{"D", "E"}));
+  CAF_CHECK_EQUAL(w->leases.size(), 3u);
   finish_all();
-  CAF_CHECK_EQUAL(stats().grants, (strings{"A", "A", "A"}));
-  CAF_CHECK_EQUAL(coord->database_host_calls, 1);
+  CAF_CHECK_EQUAL(w->grants.size(), 5u);
 }
 
-CAF_TEST(a user that wants service again while served is not leased twice) {
-  start(1);
-  w->jobs = {{"A", 2}};
-  wants("A");
-  wants("A");
-  sched.run();
-  wants("A");
-  sched.run();
-  CAF_CHECK_EQUAL(coord->acquire_lease_calls, 1);
-  CAF_CHECK_EQUAL(w->spawned, strings{"A"});
-  finish_all();
-  CAF_CHECK_EQUAL(stats().grants, (strings{"A", "A"}));
+CAF_TEST(ten thousand woken users cost bounded redis work and hold only max running leases) {
+  start(4, 8);
+  for (int i = 0; i < 10000; ++i) {
+    auto u = "u" + std::to_string(i);
+    w->jobs[u] = 1;
+    w->hosts[u] = "h";
+    wants(u);
+  }
+  run_checked();
+  // Four turns (the host's capacity), and host lookups of a few batches only.
+  auto looked_up = [&] {
+    size_t n = 0;
+    for (auto& l : w->lookups)
+      n += l.size();
+    return n;
+  };
+  CAF_CHECK_EQUAL(w->grants.size(), 4u);
+  CAF_CHECK_EQUAL(w->leases.size(), 4u);
+  CAF_CHECK_LESS_OR_EQUAL(w->lookups.size(), 3u);
+  CAF_CHECK_LESS_OR_EQUAL(looked_up(), 129u);
+  // Ticks renew only what runs: one round trip per tick for four leases, and
+  // at most one lookup per tick until a few hundred users are known.
+  pass(10s);
+  CAF_CHECK_EQUAL(w->renews, 10);
+  CAF_CHECK_EQUAL(w->most_renewed, 4u);
+  CAF_CHECK_EQUAL(w->grants.size(), 4u);
+  CAF_CHECK(w->stops.empty());
+  CAF_CHECK_LESS_OR_EQUAL(looked_up(), 5u * 64 + 1); // lookups stop at 4 x 64 known
+  auto lookups = w->lookups.size();
+  pass(10s);
+  CAF_CHECK_EQUAL(w->lookups.size(), lookups);
+  CAF_CHECK_EQUAL(stats().leases, 4);
+  // Serving users needs no lookups while enough known users wait.
+  for (int i = 0; i < 100; ++i) {
+    finish_oldest();
+    run_checked();
+  }
+  CAF_CHECK_EQUAL(w->grants.size(), 104u);
+  CAF_CHECK_EQUAL(w->lookups.size(), lookups);
+  CAF_CHECK_LESS_OR_EQUAL(w->max_slots["h"], 4u);
 }
 
-CAF_TEST(a user whose lease another node holds is not served) {
+CAF_TEST(a user whose lease another node holds is dropped) {
   start(4);
-  coord->foreign = {"X"};
+  w->foreign = {"X"};
   w->jobs = {{"X", 1}, {"Y", 1}};
   wants("X");
   wants("Y");
-  sched.run();
-  CAF_CHECK_EQUAL(w->spawned, strings{"Y"});
-  CAF_CHECK_EQUAL(w->holding, std::deque<std::string>{"Y"});
+  run_checked();
   auto s = stats();
   CAF_CHECK_EQUAL(s.running, strings{"Y"});
   CAF_CHECK(s.waiting.empty());
-  CAF_CHECK_EQUAL(coord->leases.count("X"), 0u);
 }
 
-CAF_TEST(an idle user is released and leaves no lease slot or user_queue behind) {
-  start(2);
-  w->jobs = {{"A", 1}};
-  wants("A");
-  finish_all();
-  CAF_CHECK(coord->leases.empty());
-  CAF_CHECK_EQUAL(coord->slots_held(), 0u);
-  CAF_CHECK_EQUAL(w->alive, 0);
-  auto s = stats();
-  CAF_CHECK(s.waiting.empty() && s.running.empty());
-  // Served again from scratch when new jobs come.
-  w->jobs["A"] = 1;
-  wants("A");
-  finish_all();
-  CAF_CHECK_EQUAL(stats().grants, (strings{"A", "A"}));
-  CAF_CHECK_EQUAL(w->spawned, (strings{"A", "A"}));
-  CAF_CHECK(coord->leases.empty());
-}
-
-CAF_TEST(jobs enqueued while the lease is being released keep the user served) {
+CAF_TEST(a full host is left alone until a slot is given back here or the next tick) {
+  w->hosts = {{"A", "h1"}, {"B", "h1"}, {"C", "h2"}};
   start(1);
-  w->jobs = {{"D", 1}};
-  int releases = 0;
-  // The first release_lease_if_idle finds a job that arrived after the last
-  // dequeue (the lost wake-up the script prevents); the second finds none.
-  coord->before_release_if_idle = [&](const std::string& user) {
-    if (++releases == 1) {
-      w->jobs[user] = 1;
-      coord->queue_not_empty.insert(user);
-    } else {
-      coord->queue_not_empty.erase(user);
-    }
-  };
-  wants("D");
-  run_checked();
-  finish_oldest(); // job 1 done; the next turn finds the queue empty
-  run_checked();
-  CAF_CHECK_EQUAL(releases, 1);
-  // Not released: D got a new turn at once and runs the new job.
-  CAF_CHECK_EQUAL(w->holding, std::deque<std::string>{"D"});
-  CAF_CHECK_EQUAL(coord->leases.count("D"), 1u);
-  CAF_CHECK_EQUAL(w->alive, 1);
-  finish_all();
-  CAF_CHECK_EQUAL(releases, 2);
-  CAF_CHECK_EQUAL(stats().grants, (strings{"D", "D"}));
-  CAF_CHECK(coord->leases.empty());
-  CAF_CHECK_EQUAL(w->alive, 0);
-}
-
-CAF_TEST(a lease lost on renewal stops the statement of the user and drops the user) {
-  start(2);
-  w->jobs = {{"A", 2}, {"B", 1}};
-  wants("A");
-  wants("B");
-  run_checked();
-  CAF_REQUIRE_EQUAL(w->holding.size(), 2u);
-  coord->lose("A");
-  advance_time(1s); // lease_ttl / 5: the first tick
-  sched.run();
-  CAF_CHECK_EQUAL(w->stops.size(), 1u);
-  if (!w->stops.empty()) {
-    CAF_CHECK_EQUAL(w->stops[0].first, "A");
-    CAF_CHECK(w->stops[0].second == stop_reason::lease_lost);
-  }
-  auto s = stats();
-  CAF_CHECK_EQUAL(s.running, strings{"B"});
-  CAF_CHECK(s.waiting.empty());
-  CAF_CHECK_EQUAL(coord->slots_held(), 1u); // only B's
-  CAF_CHECK_EQUAL(w->alive, 1);             // A's user_queue is gone
-  // A late `done` from A's old turn changes nothing.
-  self->send(scheduler, done_atom::value, std::string{"A"}, job_summary{"j", "running", 1, 0});
-  sched.run();
-  CAF_CHECK_EQUAL(stats().running, strings{"B"});
-  CAF_CHECK_EQUAL(coord->slots_held(), 1u);
-}
-
-CAF_TEST(ticks renew every held lease and slot) {
-  start(1);
-  w->jobs = {{"A", 1}, {"B", 1}};
-  wants("A");
-  wants("B");
-  run_checked();
-  for (int i = 0; i < 10; ++i) {
-    advance_time(1s);
-    sched.run();
-  }
-  CAF_CHECK(w->stops.empty());
-  CAF_CHECK_EQUAL(coord->leases.size(), 2u);
-  CAF_CHECK_EQUAL(stats().running, strings{"A"});
-}
-
-CAF_TEST(a grant that fails on a Redis outage is retried on the next tick) {
-  start(1);
-  w->jobs = {{"A", 1}};
-  on_queue_created = [this] { coord->down = true; };
-  wants("A");
-  sched.run();
-  CAF_CHECK(w->holding.empty());
-  coord->down = false;
-  on_queue_created = nullptr;
-  advance_time(1s);
-  sched.run();
-  CAF_CHECK_EQUAL(w->holding, std::deque<std::string>{"A"});
-  finish_all();
-  CAF_CHECK(coord->leases.empty());
-}
-
-CAF_TEST(a user whose lease cannot be taken during a Redis outage is served on the next wants) {
-  start(1);
-  w->jobs = {{"A", 1}};
-  coord->down = true;
-  wants("A");
-  sched.run();
-  CAF_CHECK(w->spawned.empty());
-  coord->down = false;
-  wants("A");
-  finish_all();
-  CAF_CHECK_EQUAL(stats().grants, strings{"A"});
-}
-
-CAF_TEST(drain with nothing running releases every lease and answers at once) {
-  start(1);
-  coord->hosts = {{"A", "h1"}};
-  w->jobs = {{"A", 1}, {"B", 1}};
-  coord->slots["h1"] = {"someone-else"}; // A's host is full: A waits
-  wants("A");
-  sched.run();
-  CAF_REQUIRE_EQUAL(coord->leases.size(), 1u);
-  auto h = self->request(scheduler, caf::infinite, drain_atom::value);
-  sched.run();
-  h.receive([&](const drain_report& r) { CAF_CHECK_EQUAL(r, (drain_report{0, 0})); },
-            [&](caf::error& e) { CAF_FAIL(sys.render(e)); });
-  CAF_CHECK(coord->leases.empty());
-  CAF_CHECK_EQUAL(w->alive, 0);
-  // A drained scheduler takes no new users.
-  wants("B");
-  sched.run();
-  CAF_CHECK_EQUAL(w->spawned, strings{"A"});
-}
-
-CAF_TEST(drain waits for running jobs then stops the rest after the grace period) {
-  start(2);
+  w->slots["h1"] = {"another-node"}; // h1 is full, cluster-wide
   w->jobs = {{"A", 1}, {"B", 1}, {"C", 1}};
   wants("A");
   wants("B");
   wants("C");
   run_checked();
-  CAF_REQUIRE_EQUAL(w->holding, (std::deque<std::string>{"A", "B"}));
-  auto report = std::make_shared<std::optional<drain_report>>();
-  auto sch = scheduler;
-  sys.spawn([=](caf::event_based_actor* s) {
-    s->request(sch, caf::infinite, drain_atom::value).then([=](const drain_report& r) {
-      *report = r;
-    });
-  });
-  sched.run();
-  // C, waiting, is released at once and announced to the other nodes; A and B
-  // keep running.
-  CAF_CHECK_EQUAL(coord->leases.count("C"), 0u);
-  CAF_CHECK_EQUAL(coord->announced, strings{"C"});
-  CAF_CHECK_EQUAL(coord->leases.size(), 2u);
-  CAF_CHECK(!*report);
-  // A finishes within the grace period; no new turn is granted.
-  finish_oldest("done");
-  sched.run();
-  CAF_CHECK_EQUAL(coord->leases.count("A"), 0u);
-  CAF_CHECK(w->holding == std::deque<std::string>{"B"});
+  CAF_CHECK_EQUAL(granted_users(), (strings{"A", "C"})); // B is not even tried
+  CAF_CHECK_EQUAL(stats().running, strings{"C"});
+  w->slots["h1"].clear(); // the other node gave its slot back
+  pass(1s);               // the tick probes h1 once
+  CAF_CHECK_EQUAL(stats().running.size(), 2u);
+}
+
+CAF_TEST(a turn is fenced at its lease deadline when no renewal answers) {
+  start(4);
+  w->jobs = {{"A", 1}};
+  w->renew = world::renew_mode::stall;
+  wants("A");
+  run_checked();
+  // deadline = grant + ttl - ttl/5 = 4 s
+  pass(3900ms);
   CAF_CHECK(w->stops.empty());
-  CAF_CHECK(!*report);
-  // The grace period ends: B is stopped for the drain.
-  advance_time(10s);
-  sched.run();
-  CAF_REQUIRE_EQUAL(w->stops.size(), 1u);
-  CAF_CHECK_EQUAL(w->stops[0].first, "B");
-  CAF_CHECK(w->stops[0].second == stop_reason::drain);
-  CAF_CHECK(!*report);
-  // B's runner requeues its job and reports `pending`.
-  finish_oldest("pending");
-  sched.run();
-  CAF_REQUIRE(*report);
-  CAF_CHECK_EQUAL(**report, (drain_report{1, 1}));
-  CAF_CHECK(coord->leases.empty());
-  CAF_CHECK_EQUAL(coord->slots_held(), 0u);
-  CAF_CHECK_EQUAL(w->alive, 0);
-  CAF_CHECK_EQUAL(stats().grants, (strings{"A", "B"}));
+  CAF_CHECK(w->told.empty());
+  pass(200ms);
+  CAF_CHECK_EQUAL(w->stops, strings{"A lease_lost"});
+  CAF_CHECK_EQUAL(w->told, strings{"fence A"});
+  // The turn ends once its runner stopped; the user waits with what it carried.
+  auto t = w->holding.front();
+  w->holding.pop_front();
+  end_turn(scheduler, *w, t, turn_end::fenced, 0, 1,
+           {unsettled_job{"j1", t.grant.token, "running", "done", {}, {}}});
+  w->renew = world::renew_mode::ok;
+  run_checked();
+  CAF_REQUIRE_EQUAL(w->grants.size(), 2u);
+  CAF_CHECK_EQUAL(w->grants[1].user, "A");
+  CAF_REQUIRE_EQUAL(w->grants[1].carry.size(), 1u);
+  CAF_CHECK_EQUAL(w->grants[1].carry[0].job_id, "j1");
+  CAF_CHECK_NOT_EQUAL(w->grants[1].token, w->grants[0].token);
 }
 
-CAF_TEST(drain gives up on a runner that never answers after a second grace period) {
-  start(1);
+CAF_TEST(renewals keep a long turn alive and the lease deadline in the registry moves) {
+  start(4);
   w->jobs = {{"A", 1}};
   wants("A");
   run_checked();
-  auto h = self->request(scheduler, caf::infinite, drain_atom::value);
-  sched.run();
-  advance_time(10s);
-  sched.run();
-  CAF_CHECK_EQUAL(w->stops.size(), 1u);
-  advance_time(10s);
-  sched.run();
-  h.receive([&](const drain_report& r) { CAF_CHECK_EQUAL(r, (drain_report{0, 0})); },
-            [&](caf::error& e) { CAF_FAIL(sys.render(e)); });
-  CAF_CHECK(coord->leases.empty());
-  CAF_CHECK_EQUAL(coord->slots_held(), 0u);
-}
-
-// -- the crash sweep (SPEC §7) ---------------------------------------------------------
-
-CAF_TEST(after one sweep interval a user reported orphaned is leased and granted a turn) {
-  start(2);
-  coord->orphans = {"O"};
-  w->jobs = {{"O", 1}}; // e.g. the orphaned job, requeued by the recovery
-  advance_time(sweep_interval - 1ms);
-  run_checked();
-  CAF_CHECK_EQUAL(coord->orphaned_users_calls, 0);
-  CAF_CHECK(w->spawned.empty());
-  advance_time(1ms);
-  run_checked();
-  CAF_CHECK_EQUAL(coord->orphaned_users_calls, 1);
-  CAF_CHECK_EQUAL(w->spawned, strings{"O"});
-  CAF_CHECK_EQUAL(w->runs, strings{"O"});
-  CAF_CHECK_EQUAL(coord->leases.count("O"), 1u);
-  CAF_CHECK_EQUAL(stats().running, strings{"O"});
-  // The recovered job ends; the queue is then empty: the lease goes.
-  coord->orphans.clear();
+  auto deadline = registry->lease(w->grants.at(0).token);
+  pass(60s);
+  CAF_CHECK(w->stops.empty());
+  CAF_CHECK_GREATER_OR_EQUAL(w->renews, 55);
+  CAF_CHECK(!deadline->passed(sched.clock().now()));
   finish_all();
-  CAF_CHECK(coord->leases.empty());
-  CAF_CHECK_EQUAL(coord->slots_held(), 0u);
-  CAF_CHECK_EQUAL(w->alive, 0);
 }
 
-CAF_TEST(an orphaned user with nothing left to run after recovery is released at once) {
-  start(1);
-  coord->orphans = {"O", "P"};
-  coord->foreign = {"P"}; // P's lease is held by a live node: not orphaned
-  next_sweep();
-  CAF_CHECK_EQUAL(w->spawned, strings{"O"});
-  CAF_CHECK_EQUAL(w->runs, strings{"O"}); // the first run recovers, then finds no job
-  CAF_CHECK(coord->leases.empty());
-  CAF_CHECK_EQUAL(coord->slots_held(), 0u);
-  CAF_CHECK_EQUAL(w->alive, 0);
-  auto s = stats();
-  CAF_CHECK(s.waiting.empty() && s.running.empty());
-}
-
-CAF_TEST(sweeps repeat every sweep interval) {
-  start(1);
-  next_sweep();
-  next_sweep();
-  CAF_CHECK_EQUAL(coord->orphaned_users_calls, 2);
-  CAF_CHECK(w->spawned.empty());
-  coord->orphans = {"O"};
-  next_sweep();
-  CAF_CHECK_EQUAL(coord->orphaned_users_calls, 3);
-  CAF_CHECK_EQUAL(w->spawned, strings{"O"});
-}
-
-CAF_TEST(a user the scheduler already serves is not leased twice when a sweep reports it) {
-  start(1);
-  w->jobs = {{"A", 2}};
-  wants("A");
-  run_checked();
-  CAF_REQUIRE_EQUAL(w->holding, std::deque<std::string>{"A"});
-  // The lease expired in Redis (e.g. the node stalled past its TTL) and the
-  // sweep comes before the tick that would notice: A looks orphaned.
-  for (int i = 0; i < 7; ++i) {
-    advance_time(1s);
-    run_checked();
-  }
-  coord->lose("A");
-  coord->orphans = {"A"};
-  advance_time(500ms); // 7.5 s: the sweep, no tick
-  run_checked();
-  CAF_CHECK_EQUAL(coord->orphaned_users_calls, 1);
-  CAF_CHECK_EQUAL(coord->acquire_lease_calls, 1);
-  CAF_CHECK_EQUAL(w->spawned, strings{"A"});
-  CAF_CHECK_EQUAL(w->alive, 1);
-  CAF_CHECK(coord->leases.empty());
-}
-
-CAF_TEST(there is no sweep while draining) {
-  start(1);
+CAF_TEST(a failing renewal is not a lost lease but the deadline still fences) {
+  start(4);
   w->jobs = {{"A", 1}};
   wants("A");
   run_checked();
-  CAF_REQUIRE_EQUAL(w->holding, std::deque<std::string>{"A"});
-  auto sch = scheduler;
-  sys.spawn([=](caf::event_based_actor* s) {
-    s->request(sch, caf::infinite, drain_atom::value).then([](const drain_report&) {});
-  });
-  run_checked();
-  coord->orphans = {"O"};
-  next_sweep(); // within the 10 s grace: A still runs
-  CAF_CHECK_EQUAL(coord->orphaned_users_calls, 0);
-  CAF_CHECK_EQUAL(w->spawned, strings{"A"});
-  finish_oldest("done");
-  run_checked();
-  next_sweep();
-  CAF_CHECK_EQUAL(coord->orphaned_users_calls, 0);
-  CAF_CHECK_EQUAL(w->spawned, strings{"A"});
-  CAF_CHECK_EQUAL(coord->leases.count("O"), 0u);
+  pass(2s);
+  w->renew = world::renew_mode::fail;
+  pass(2s);
+  CAF_CHECK(w->stops.empty()); // the last good renewal was at 2 s: deadline 6 s
+  pass(2100ms);
+  CAF_CHECK_EQUAL(w->stops, strings{"A lease_lost"});
 }
 
-CAF_TEST(a failing orphan sweep is logged and retried at the next sweep) {
+CAF_TEST(a renewal that says the lease is gone fences at once) {
+  start(4);
+  w->jobs = {{"A", 1}, {"B", 1}};
+  wants("A");
+  wants("B");
+  run_checked();
+  w->lose = {w->grants.at(0).token};
+  pass(1s);
+  CAF_CHECK_EQUAL(w->stops, strings{"A lease_lost"});
+  CAF_CHECK_EQUAL(w->told, strings{"fence A"});
+}
+
+CAF_TEST(after every lease was lost the users run in parallel again) {
+  start(4);
+  w->jobs = {{"A", 2}, {"B", 2}};
+  wants("A");
+  wants("B");
+  run_checked();
+  CAF_CHECK_EQUAL(stats().running.size(), 2u);
+  // Redis restarted without its data: every lease is gone.
+  for (auto& t : w->holding)
+    w->lose.insert(t.grant.token);
+  pass(1s);
+  while (!w->holding.empty()) {
+    auto t = w->holding.front();
+    w->holding.pop_front();
+    end_turn(scheduler, *w, t, turn_end::fenced, 0, 2);
+  }
+  run_checked();
+  CAF_CHECK_EQUAL(stats().running.size(), 2u);
+  CAF_CHECK_EQUAL(w->grants.size(), 4u);
+}
+
+CAF_TEST(a report of an older turn is ignored) {
+  start(4);
+  w->jobs = {{"A", 1}};
+  wants("A");
+  run_checked();
+  turn_report stale;
+  stale.user = "A";
+  stale.token = "some-older-turn";
+  stale.why = turn_end::idle;
+  self->send(scheduler, ended_atom::value, stale);
+  run_checked();
+  CAF_CHECK_EQUAL(stats().running, strings{"A"});
+}
+
+CAF_TEST(a job queued while the turn ends idle brings the user back) {
+  start(4);
+  w->jobs = {{"A", 1}};
+  wants("A");
+  run_checked();
+  wants("A"); // a new job was published while the turn ran
+  run_checked();
+  // The turn's last look found the queue empty (it ended idle); the new job
+  // arrived right after.
+  auto t = w->holding.front();
+  w->holding.pop_front();
+  end_turn(scheduler, *w, t, turn_end::idle, 1, 0);
+  run_checked();
+  CAF_CHECK_EQUAL(granted_users(), (strings{"A", "A"}));
+}
+
+CAF_TEST(the crash sweep puts users with orphaned work in the line but not users running here) {
+  start(4);
+  w->jobs = {{"A", 1}, {"B", 1}};
+  wants("A");
+  run_checked();
+  w->orphans = {"A", "B"};
+  pass(7500ms);
+  CAF_CHECK_EQUAL(granted_users(), (strings{"A", "B"}));
+}
+
+CAF_TEST(a drain hands waiting users over yields running turns and answers when they end) {
   start(1);
-  coord->orphans = {"O"};
-  coord->orphans_down = true;
-  w->jobs = {{"O", 1}};
-  next_sweep();
-  CAF_CHECK_EQUAL(coord->orphaned_users_calls, 1);
-  CAF_CHECK(w->spawned.empty());
-  CAF_CHECK_NOT_EQUAL(log_lines.str().find("orphan sweep failed"), std::string::npos);
-  coord->orphans_down = false;
-  next_sweep();
-  CAF_CHECK_EQUAL(coord->orphaned_users_calls, 2);
-  CAF_CHECK_EQUAL(w->spawned, strings{"O"});
-  CAF_CHECK_EQUAL(w->holding, std::deque<std::string>{"O"});
+  w->jobs = {{"A", 3}, {"B", 1}};
+  wants("A");
+  wants("B");
+  run_checked();
+  drain();
+  run_checked();
+  CAF_CHECK_EQUAL(w->announced, strings{"B"});
+  CAF_CHECK(std::find(w->told.begin(), w->told.end(), "yield A") != w->told.end());
+  CAF_CHECK(!drained);
+  finish_oldest(); // A's job ends, the turn releases (the user is published by the script)
+  run_checked();
+  CAF_REQUIRE(drained.has_value());
+  CAF_CHECK_EQUAL(drained->unsettled, 0);
+  CAF_CHECK_EQUAL(drained->finished, 1);
+  CAF_CHECK_EQUAL(w->grants.size(), 1u); // nothing new was granted
 }
 
-CAF_TEST(scheduler settings take the sweep interval from batch sweep-interval in seconds) {
-  settings s;
-  s.batch_sweep_interval = 3;
-  CAF_CHECK_EQUAL(scheduler_settings::from(s).sweep_interval.count(), 3000);
+CAF_TEST(when the grace is over the drain stops what still runs) {
+  cfg.shutdown_grace = 2s;
+  start(4);
+  w->jobs = {{"A", 1}};
+  wants("A");
+  run_checked();
+  drain();
+  run_checked();
+  pass(1900ms);
+  CAF_CHECK(w->stops.empty());
+  pass(200ms);
+  CAF_CHECK_EQUAL(w->stops, strings{"A drain"});
+  CAF_CHECK(std::find(w->told.begin(), w->told.end(), "stop A") != w->told.end());
+  // Renewals go on while the requeue is written.
+  auto renews = w->renews;
+  pass(1s);
+  CAF_CHECK_GREATER(w->renews, renews);
+  auto t = w->holding.front();
+  w->holding.pop_front();
+  turn_report r;
+  r.user = t.user;
+  r.token = t.grant.token;
+  r.why = turn_end::released;
+  r.jobs = 1;
+  r.requeued = 1;
+  r.queue_length = 1;
+  self->send(scheduler, ended_atom::value, r);
+  run_checked();
+  CAF_REQUIRE(drained.has_value());
+  CAF_CHECK_EQUAL(drained->requeued, 1);
+  CAF_CHECK_EQUAL(drained->unsettled, 0);
+}
+
+CAF_TEST(with a grace of zero the drain stops running turns at once) {
+  cfg.shutdown_grace = 0s;
+  start(4);
+  w->jobs = {{"A", 1}};
+  wants("A");
+  run_checked();
+  drain();
+  run_checked();
+  CAF_CHECK_EQUAL(w->stops, strings{"A drain"});
+}
+
+CAF_TEST(a drain gives users with unwritten jobs a settle only turn) {
+  start(4);
+  w->jobs = {{"A", 1}};
+  w->renew = world::renew_mode::stall;
+  wants("A");
+  run_checked();
+  pass(4100ms); // fenced
+  w->renew = world::renew_mode::ok;
+  // The node is told to stop before the fenced turn has ended.
+  drain();
+  run_checked();
+  CAF_CHECK(!drained);
+  auto t = w->holding.front();
+  w->holding.pop_front();
+  w->jobs["A"] = 0;
+  end_turn(scheduler, *w, t, turn_end::fenced, 0, 0,
+           {unsettled_job{"j1", t.grant.token, "running", "done", {}, {}}});
+  run_checked();
+  CAF_REQUIRE_EQUAL(w->grants.size(), 2u);
+  CAF_CHECK_EQUAL(w->grants.back().budget, 0);
+  CAF_CHECK_EQUAL(w->grants.back().carry.size(), 1u);
+  CAF_REQUIRE(drained.has_value());
+  CAF_CHECK_EQUAL(drained->unsettled, 0);
+}
+
+CAF_TEST(a drain that cannot write everything back says so when its bound runs out) {
+  cfg.shutdown_grace = 1s;
+  start(4);
+  w->jobs = {{"A", 1}};
+  wants("A");
+  run_checked();
+  drain();
+  run_checked();
+  pass(1s + cfg.drain_bound + 100ms); // the turn never ends (Redis gone)
+  CAF_REQUIRE(drained.has_value());
+  CAF_CHECK_EQUAL(drained->unsettled, 1);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

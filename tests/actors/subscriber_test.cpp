@@ -49,8 +49,8 @@ scheduler_actor::behavior_type mock_scheduler(scheduler_actor::pointer,
                                               std::shared_ptr<strings> wants) {
   return {
     [=](wants_atom, const std::string& user) { wants->push_back(user); },
-    [=](done_atom, const std::string&, const job_summary&) {},
-    [=](idle_atom, const std::string&) {},
+    [=](started_atom, const std::string&, const std::string&) {},
+    [=](ended_atom, const turn_report&) {},
     [=](tick_atom) {},
     [=](drain_atom) { return drain_report{}; },
     [=](stats_atom) { return scheduler_stats{}; },

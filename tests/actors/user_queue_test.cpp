@@ -1,290 +1,509 @@
-// The user_queue (actors/user_queue.hpp) on CAF's test coordinator with a mock
-// status (recover answers a count or an error; dequeue hands out prepared
-// tickets, then an empty one), mock runners
-// that hold their answer until the test releases them, and a mock scheduler
-// that records `done` and `idle`.
+// The user_queue (actors/user_queue.hpp) on CAF's test coordinator as part of
+// a node in a box: the real status actor over the fault-injecting
+// fake_job_store, real job_runners over the fake SQL connector, the real
+// cancel registry, a fake backend_cancel, a mock scheduler recording
+// `started`/`ended` and a mock canceller recording `final`s. Each test is one
+// of the interleavings the scheduling core must survive (lost replies,
+// failed writes, lost leases, orphans, fences, drains), checked on the
+// resulting Redis state, the statements sent and the turn report. Virtual
+// clock only.
 #define CAF_SUITE actors.user_queue
 #include "tests/actors/fixture.hpp"
 
-#include <deque>
 #include <memory>
 #include <sstream>
 #include <vector>
 
+#include "actors/job_runner.hpp"
+#include "actors/status.hpp"
 #include "actors/user_queue.hpp"
 #include "messages/error.hpp"
+#include "src/job/job.hpp"
+#include "src/job/parse.hpp"
+#include "src/job/record.hpp"
 #include "src/log/log.hpp"
+#include "tests/actors/fake_environment.hpp"
+#include "tests/actors/fake_job_store.hpp"
+#include "tests/actors/fake_sql.hpp"
 
 using namespace batchq;
+using namespace std::chrono_literals;
 
 namespace {
 
 using strings = std::vector<std::string>;
 
-struct world {
-  /// What dequeue hands out, in order; then empty tickets.
-  std::deque<job_ticket> tickets;
-  /// When set, dequeue fails with it.
-  caf::error dequeue_error;
-  /// (user, lease token) of every dequeue request, in order.
-  std::vector<std::pair<std::string, std::string>> dequeues;
-  /// "recover <user> <token>" / "dequeue <user> <token>": the status requests in order.
-  strings asked;
-  /// When set, recover fails with it.
-  caf::error recover_error;
-  /// Dequeues requested while a runner had not answered yet (must stay 0).
-  int dequeues_while_running = 0;
-  /// Runners spawned, and how many have not answered yet.
-  std::vector<job_runner_actor> runners;
-  int running = 0;
-  /// Tickets the runners received.
-  strings ran;
-  /// When set, runners answer `run` with this error at once.
-  caf::error runner_error;
-  /// What the scheduler heard: "done <job_id> <status> <statements>" or "idle".
-  strings events;
+struct heard {
+  strings started;
+  std::vector<turn_report> ended;
+  std::vector<std::pair<std::string, std::string>> finals;
 };
 
-status_actor::behavior_type mock_status(status_actor::pointer, std::shared_ptr<world> w) {
+scheduler_actor::behavior_type mock_scheduler(scheduler_actor::pointer,
+                                              std::shared_ptr<heard> h) {
   return {
-    [=](dequeue_atom, const std::string& user,
-        const std::string& token) -> caf::result<job_ticket> {
-      w->dequeues.emplace_back(user, token);
-      w->asked.push_back("dequeue " + user + " " + token);
-      if (w->running > 0)
-        ++w->dequeues_while_running;
-      if (w->dequeue_error)
-        return w->dequeue_error;
-      if (w->tickets.empty())
-        return job_ticket{};
-      auto t = w->tickets.front();
-      w->tickets.pop_front();
-      return t;
+    [](wants_atom, const std::string&) {},
+    [=](started_atom, const std::string& user, const std::string& token) {
+      h->started.push_back(user + " " + token);
     },
-    [=](write_atom, const state_write&) { return true; },
-    [=](requeue_atom, const state_write&) { return true; },
-    [=](cancel_atom, const std::string&, const std::string&) { return pending_cancel{}; },
-    [=](recover_atom, const std::string& user,
-        const std::string& token) -> caf::result<int32_t> {
-      w->asked.push_back("recover " + user + " " + token);
-      if (w->recover_error)
-        return w->recover_error;
-      return int32_t{0};
+    [=](ended_atom, const turn_report& r) { h->ended.push_back(r); },
+    [](tick_atom) {},
+    [](drain_atom) { return drain_report{}; },
+    [](stats_atom) { return scheduler_stats{}; },
+  };
+}
+
+canceller_actor::behavior_type mock_canceller(canceller_actor::pointer, std::shared_ptr<heard> h) {
+  return {
+    [](cancel_atom, const std::string& id, const std::string&) {
+      return cancel_result{id, "cancelled"};
+    },
+    [](remote_cancel_atom, const std::string&) { return false; },
+    [](stop_atom, const std::string&, const std::string&, stop_reason) {},
+    [=](final_atom, const std::string& id, const std::string& status) {
+      h->finals.emplace_back(id, status);
     },
   };
 }
 
-struct mock_runner_state {
-  caf::typed_response_promise<job_summary> answer;
-  std::string job_id;
+/// FAKE backend_cancel: records the jobs whose backends it was asked to stop;
+/// answers "still running" `still_running` times first.
+struct fake_backends : ports::backend_cancel {
+  strings stopped;
+  int still_running = 0;
+  caf::expected<int> cancel_backends_of_job(const std::string& job_id,
+                                            const std::string&) override {
+    stopped.push_back(job_id);
+    return 1;
+  }
+  caf::expected<int> stop_backends_of_job(const std::string& job_id, const std::string&,
+                                          std::chrono::milliseconds) override {
+    stopped.push_back(job_id);
+    if (still_running > 0) {
+      --still_running;
+      return make_error(ec::pg_statement_failed, "a statement of job " + job_id
+                                                   + " is still running");
+    }
+    return 1;
+  }
 };
 
-/// Answers `run` only when the test sends it `step` (then quits, as the real
-/// runner does after answering).
-job_runner_actor::behavior_type
-mock_runner(job_runner_actor::stateful_pointer<mock_runner_state> self, std::shared_ptr<world> w) {
-  return {
-    [=](run_atom, const job_ticket& t) -> caf::result<job_summary> {
-      w->ran.push_back(t.job_id);
-      if (w->runner_error)
-        return w->runner_error;
-      ++w->running;
-      self->state.job_id = t.job_id;
-      self->state.answer = self->make_response_promise<job_summary>();
-      return self->state.answer;
-    },
-    [=](step_atom) {
-      --w->running;
-      self->state.answer.deliver(job_summary{self->state.job_id, "done", 2, 10});
-      self->quit();
-    },
-  };
-}
-
-scheduler_actor::behavior_type mock_scheduler(scheduler_actor::pointer, std::shared_ptr<world> w) {
-  return {
-    [=](wants_atom, const std::string&) {},
-    [=](done_atom, const std::string& user, const job_summary& s) {
-      w->events.push_back("done " + user + " " + s.job_id + " " + s.status + " "
-                          + std::to_string(s.statements_run));
-    },
-    [=](idle_atom, const std::string& user) { w->events.push_back("idle " + user); },
-    [=](tick_atom) {},
-    [=](drain_atom) { return drain_report{}; },
-    [=](stats_atom) { return scheduler_stats{}; },
-  };
-}
-
-job_ticket ticket(const std::string& id) {
-  return job_ticket{id, "alice", "tok", {{"status", "running"}}};
-}
-
-struct user_queue_fixture : test::actor_fixture {
-  std::shared_ptr<world> w = std::make_shared<world>();
-  status_actor status = sys.spawn(mock_status, w);
-  scheduler_actor scheduler = sys.spawn(mock_scheduler, w);
-  user_queue_actor uq;
+struct queue_fixture : test::actor_fixture {
+  std::shared_ptr<heard> h = std::make_shared<heard>();
+  std::shared_ptr<test::fake_job_store> store = std::make_shared<test::fake_job_store>();
+  std::shared_ptr<test::fake_environment> env = std::make_shared<test::fake_environment>();
+  std::shared_ptr<test::fake_sql_connector> sql = std::make_shared<test::fake_sql_connector>();
+  std::shared_ptr<fake_backends> backends = std::make_shared<fake_backends>();
+  std::shared_ptr<pg::cancel_registry> registry = std::make_shared<pg::cancel_registry>();
+  scheduler_actor scheduler = sys.spawn(mock_scheduler, h);
+  canceller_actor canceller = sys.spawn(mock_canceller, h);
+  status_actor status;
+  user_queue_settings cfg;
+  user_queue_deps deps;
   std::ostringstream log_lines;
+  int next_id = 0;
 
-  user_queue_fixture() {
+  queue_fixture() {
     log::set_sink(&log_lines);
-    auto wp = w;
-    uq = spawn_user_queue(sys, "alice", "tok", scheduler, status, [wp](caf::actor_system& s) {
-      auto r = s.spawn(mock_runner, wp);
-      wp->runners.push_back(r);
-      return job_runner_actor{r};
-    });
+    status_settings scfg;
+    scfg.node_id = "node-a";
+    status = spawn_status(sys, scfg, store, false);
+    env->passwords[{"alice", "role"}] = "pw";
+    cfg.detached_helpers = false;
+    deps.status = status;
+    deps.canceller = canceller;
+    deps.backends = backends;
+    auto st = status;
+    auto e = env;
+    auto s = sql;
+    auto reg = registry;
+    deps.make_runner = [=](caf::actor_system& sys) {
+      runner_settings rs;
+      rs.node_id = "node-a";
+      return spawn_job_runner(sys, rs, st, e, s, reg, false);
+    };
     sched.run();
   }
 
-  ~user_queue_fixture() {
-    // The world holds the runners and the runners hold the world: break the
-    // cycle, or the actor system would wait for them forever.
-    for (auto& r : w->runners)
-      anon_send_exit(r, caf::exit_reason::user_shutdown);
-    w->runners.clear();
-    sched.run();
-    log::set_sink(nullptr);
+  ~queue_fixture() { log::set_sink(nullptr); }
+
+  /// A pending job of alice whose single step is `sql`, queued.
+  std::string add_job(const std::string& sql_text) {
+    auto id = "j" + std::to_string(++next_id);
+    auto req = job::parse_request(R"({"query": [")" + sql_text + R"("]})", "application/json", "");
+    CAF_REQUIRE(static_cast<bool>(req));
+    auto j = job::make_job(*req, id, "alice", {"db", "5432", "alice_db", "role", std::nullopt},
+                           std::chrono::system_clock::now());
+    auto rec = job::encode(j);
+    store->add_job(id, field_pairs(rec.begin(), rec.end()));
+    return id;
   }
 
-  void grant() {
-    self->send(uq, run_atom::value);
-    sched.run();
+  /// Turns `id` into a job another node (`node`, claim `claim`) was running
+  /// when it died: out of the queue, in work in progress, its step running.
+  void orphan(const std::string& id, const std::string& node, const std::string& claim) {
+    auto j = job::decode(id, store->jobs[id]);
+    CAF_REQUIRE(static_cast<bool>(j));
+    CAF_REQUIRE(job::start(*j, std::chrono::system_clock::now()));
+    auto st = job::next_statement(*j, 0);
+    CAF_REQUIRE(st.has_value());
+    CAF_REQUIRE(job::begin(*j, *st, std::chrono::system_clock::now()));
+    j->node = node;
+    auto rec = job::encode(*j);
+    store->jobs[id] = field_pairs(rec.begin(), rec.end());
+    store->jobs[id].emplace_back("claim", claim);
+    auto& q = store->queues["alice"];
+    q.erase(std::remove(q.begin(), q.end(), id), q.end());
+    store->wip["alice"].push_front(id);
   }
 
-  void release_runner(size_t i) {
-    CAF_REQUIRE_LESS(i, w->runners.size());
-    self->send(w->runners[i], step_atom::value);
+  turn_grant grant(const std::string& token = "tok", int32_t budget = 100) {
+    turn_grant g;
+    g.user = "alice";
+    g.token = token;
+    g.host = "db";
+    g.slot = "slot-" + token;
+    g.capacity = 4;
+    g.lease_ttl_ms = 5000;
+    g.budget = budget;
+    return g;
+  }
+
+  user_queue_actor start(turn_grant g) {
+    auto q = spawn_user_queue(sys, cfg, std::move(g), scheduler, deps);
+    self->send(q, run_atom::value);
     sched.run();
+    return q;
+  }
+
+  std::string status_of(const std::string& id) { return store->get(id, "status"); }
+
+  job::job decoded(const std::string& id) {
+    auto j = job::decode(id, store->jobs[id]);
+    CAF_REQUIRE(static_cast<bool>(j));
+    return *j;
+  }
+
+  /// The report of the one turn that ended (REQUIRES: exactly one).
+  turn_report report() {
+    CAF_REQUIRE_EQUAL(h->ended.size(), 1u);
+    return h->ended.front();
+  }
+
+  /// Lets retry timers fire until nothing is left to do (bounded).
+  void settle_timers(int rounds = 500) {
+    for (int i = 0; i < rounds && sched.has_pending_timeout(); ++i) {
+      sched.trigger_timeout();
+      sched.run();
+    }
   }
 };
 
 } // namespace
 
-CAF_TEST_FIXTURE_SCOPE(user_queue_tests, user_queue_fixture)
+CAF_TEST_FIXTURE_SCOPE(user_queue_tests, queue_fixture)
 
-CAF_TEST(a turn dequeues with the user and lease token and hands the job to a runner) {
-  w->tickets = {ticket("j1")};
-  self->send(uq, run_atom::value);
-  expect((run_atom), from(self).to(uq));
-  expect((recover_atom, std::string, std::string), from(uq).to(status).with(_, "alice", "tok"));
-  expect((int32_t), from(status).to(uq).with(0));
-  expect((dequeue_atom, std::string, std::string), from(uq).to(status).with(_, "alice", "tok"));
-  expect((job_ticket), from(status).to(uq).with(ticket("j1")));
-  CAF_REQUIRE_EQUAL(w->runners.size(), 1u);
-  expect((run_atom, job_ticket), from(uq).to(w->runners[0]).with(_, ticket("j1")));
-  CAF_CHECK(w->events.empty());
+CAF_TEST(a turn runs the users jobs in order and releases the lease when the queue is empty) {
+  auto a = add_job("A");
+  auto b = add_job("B");
+  start(grant());
+  CAF_CHECK_EQUAL(sql->script->sqls(), strings({"A", "B"}));
+  CAF_CHECK_EQUAL(status_of(a), "done");
+  CAF_CHECK_EQUAL(status_of(b), "done");
+  auto r = report();
+  CAF_CHECK_EQUAL(to_string(r.why), std::string{"idle"});
+  CAF_CHECK_EQUAL(r.jobs, 2);
+  CAF_CHECK_EQUAL(r.finished, 2);
+  CAF_CHECK_EQUAL(r.statements_run, 2);
+  CAF_CHECK(r.carry.empty());
+  CAF_CHECK_EQUAL(h->started, strings{"alice tok"});
+  CAF_CHECK_EQUAL(store->leases.count("alice"), 0u);
+  CAF_CHECK_EQUAL(store->slots_held(), 0u);
+  CAF_CHECK_EQUAL(h->finals.size(), 2u);
+  // One step per job: A's end is written in the step that claims B.
+  CAF_CHECK_EQUAL(store->turns(turn_part::next), 3u); // claim A, A done + claim B, B done + empty
 }
 
-CAF_TEST(the user_queue never dequeues a second job before the first runner answered) {
-  w->tickets = {ticket("j1"), ticket("j2")};
-  grant();
-  CAF_CHECK_EQUAL(w->dequeues.size(), 1u);
-  CAF_CHECK_EQUAL(w->running, 1);
-  // A second grant while the job runs is a scheduler bug: ignored.
-  grant();
-  CAF_CHECK_EQUAL(w->dequeues.size(), 1u);
-  CAF_CHECK_EQUAL(w->runners.size(), 1u);
-  CAF_CHECK(w->events.empty());
-  release_runner(0);
-  CAF_CHECK_EQUAL(w->events, strings{"done alice j1 done 2"});
-  grant();
-  CAF_CHECK_EQUAL(w->dequeues.size(), 2u);
-  CAF_CHECK_EQUAL(w->runners.size(), 2u);
-  release_runner(1);
-  grant();
-  CAF_CHECK_EQUAL(w->events,
-                  (strings{"done alice j1 done 2", "done alice j2 done 2", "idle alice"}));
-  CAF_CHECK_EQUAL(w->ran, (strings{"j1", "j2"}));
-  CAF_CHECK_EQUAL(w->dequeues.size(), 3u);
-  CAF_CHECK_EQUAL(w->dequeues_while_running, 0);
+CAF_TEST(a turn with a budget of two gives the slot back after two jobs) {
+  add_job("A");
+  add_job("B");
+  auto c = add_job("C");
+  start(grant("tok", 2));
+  CAF_CHECK_EQUAL(sql->script->sqls(), strings({"A", "B"}));
+  auto r = report();
+  CAF_CHECK_EQUAL(to_string(r.why), std::string{"released"});
+  CAF_CHECK_EQUAL(r.queue_length, 1);
+  CAF_CHECK_EQUAL(status_of(c), "pending");
+  CAF_CHECK_EQUAL(store->leases.count("alice"), 0u);
+  CAF_CHECK_EQUAL(store->published, strings{"alice"}); // after the release
 }
 
-CAF_TEST(the summary reaches the scheduler unchanged) {
-  w->tickets = {ticket("j1")};
-  grant();
-  self->send(w->runners[0], step_atom::value);
-  expect((step_atom), from(self).to(w->runners[0]));
-  expect((job_summary), from(w->runners[0]).to(uq).with(job_summary{"j1", "done", 2, 10}));
-  expect((done_atom, std::string, job_summary),
-         from(uq).to(scheduler).with(_, "alice", job_summary{"j1", "done", 2, 10}));
+CAF_TEST(a lost claim reply is retried and answers the same job never the next one) {
+  auto a = add_job("A");
+  auto b = add_job("B");
+  store->lose_reply_next = 1; // the claim of A happens, its reply is lost
+  start(grant());
+  CAF_CHECK(sql->script->statements.empty());
+  settle_timers();
+  CAF_CHECK_EQUAL(sql->script->sqls(), strings({"A", "B"}));
+  CAF_CHECK_EQUAL(status_of(a), "done");
+  CAF_CHECK_EQUAL(status_of(b), "done");
+  CAF_CHECK_EQUAL(to_string(report().why), std::string{"idle"});
 }
 
-CAF_TEST(an empty queue ends the turn with idle and spawns no runner) {
-  grant();
-  CAF_CHECK_EQUAL(w->events, strings{"idle alice"});
-  CAF_CHECK(w->runners.empty());
+CAF_TEST(a final write that fails is retried while the lease is held and the next job waits) {
+  auto a = add_job("A");
+  auto b = add_job("B");
+  store->before_turn = [this, a](const turn_request& r) {
+    if (!r.write.empty() && r.write[0].job_id == a && r.write[0].kind == write_kind::final
+        && store->fail_next == 0 && !store->has(a, "failed_once")) {
+      store->jobs[a].emplace_back("failed_once", "1");
+      store->fail_next = 1; // this very call fails before Redis ran it
+    }
+  };
+  start(grant());
+  CAF_CHECK_EQUAL(sql->script->sqls(), strings{"A"}); // B not yet: A is not written
+  CAF_CHECK_EQUAL(status_of(a), "running");
+  CAF_CHECK_EQUAL(status_of(b), "pending");
+  settle_timers();
+  CAF_CHECK_EQUAL(sql->script->sqls(), strings({"A", "B"}));
+  CAF_CHECK_EQUAL(status_of(a), "done");
+  CAF_CHECK_EQUAL(status_of(b), "done");
+  CAF_CHECK_EQUAL(report().finished, 2);
 }
 
-CAF_TEST(a dequeue error ends the turn with idle and the next turn works) {
-  w->tickets = {ticket("j1")};
-  w->dequeue_error = make_error(ec::lease_lost, "lease of user alice is not held");
-  grant();
-  CAF_CHECK_EQUAL(w->events, strings{"idle alice"});
-  CAF_CHECK(w->runners.empty());
-  w->dequeue_error = caf::error{};
-  grant();
-  CAF_CHECK_EQUAL(w->runners.size(), 1u);
-  release_runner(0);
-  CAF_CHECK_EQUAL(w->events, (strings{"idle alice", "done alice j1 done 2"}));
+CAF_TEST(a final write whose reply was lost is applied once and the same next job runs) {
+  auto a = add_job("A");
+  auto b = add_job("B");
+  auto c = add_job("C");
+  store->before_turn = [this, a](const turn_request& r) {
+    if (!r.write.empty() && r.write[0].job_id == a && !store->has(a, "lost_once")) {
+      store->jobs[a].emplace_back("lost_once", "1");
+      store->lose_reply_next = 1;
+    }
+  };
+  start(grant());
+  settle_timers();
+  CAF_CHECK_EQUAL(sql->script->sqls(), strings({"A", "B", "C"}));
+  for (auto id : {a, b, c})
+    CAF_CHECK_EQUAL(status_of(id), "done");
+  CAF_CHECK_EQUAL(report().finished, 3);
+  CAF_CHECK_EQUAL(h->finals.size(), 3u);
 }
 
-CAF_TEST(a runner error ends the turn with done and an empty status) {
-  w->tickets = {ticket("j1"), ticket("j2")};
-  w->runner_error = make_error(ec::pg_connection_lost, "runner died");
-  grant();
-  CAF_CHECK_EQUAL(w->events, strings{"done alice j1  0"});
-  // Not wedged: the next turn runs the next job.
-  w->runner_error = caf::error{};
-  grant();
-  CAF_CHECK_EQUAL(w->ran, (strings{"j1", "j2"}));
-  CAF_CHECK_EQUAL(w->running, 1);
+CAF_TEST(a lease lost at the final write ends the turn fenced carrying the true state) {
+  auto a = add_job("A");
+  auto b = add_job("B");
+  store->before_turn = [this, a](const turn_request& r) {
+    if (!r.write.empty() && r.write[0].job_id == a && r.write[0].kind == write_kind::final)
+      store->expire("alice"); // Redis let the lease go (e.g. it was away too long)
+  };
+  start(grant("tok1"));
+  auto r = report();
+  CAF_CHECK_EQUAL(to_string(r.why), std::string{"fenced"});
+  CAF_REQUIRE_EQUAL(r.carry.size(), 1u);
+  CAF_CHECK_EQUAL(r.carry[0].job_id, a);
+  CAF_CHECK_EQUAL(r.carry[0].claim, "tok1");
+  CAF_CHECK_EQUAL(r.carry[0].status, "done");
+  CAF_CHECK_EQUAL(status_of(a), "running"); // nothing more was written
+  CAF_CHECK_EQUAL(status_of(b), "pending");
+  // The next turn on this node settles A with the truth, then runs B.
+  store->before_turn = nullptr;
+  h->ended.clear();
+  auto g = grant("tok2");
+  g.carry = r.carry;
+  start(g);
+  CAF_CHECK(backends->stopped.empty()); // its own job: no backend to stop
+  CAF_CHECK_EQUAL(status_of(a), "done");
+  CAF_CHECK(!store->has(a, "failed_reason"));
+  CAF_CHECK_EQUAL(status_of(b), "done");
+  CAF_CHECK_EQUAL(sql->script->sqls(), strings({"A", "B"})); // A never ran twice
+  CAF_CHECK(report().carry.empty());
 }
 
-CAF_TEST(the first turn recovers orphaned work before it dequeues and later turns do not) {
-  w->tickets = {ticket("j1")};
-  grant();
-  CAF_CHECK_EQUAL(w->asked, (strings{"recover alice tok", "dequeue alice tok"}));
-  release_runner(0);
-  grant();
-  grant();
-  CAF_CHECK_EQUAL(w->asked, (strings{"recover alice tok", "dequeue alice tok",
-                                     "dequeue alice tok", "dequeue alice tok"}));
-  CAF_CHECK_EQUAL(w->events, (strings{"done alice j1 done 2", "idle alice", "idle alice"}));
+CAF_TEST(an orphan of a dead node is failed as lost only after its backends are stopped) {
+  auto a = add_job("A");
+  auto b = add_job("B");
+  orphan(a, "node-dead", "dead-token");
+  backends->still_running = 2; // the old statement takes a while to go
+  start(grant());
+  CAF_CHECK_EQUAL(h->started, strings{"alice tok"});
+  CAF_CHECK_EQUAL(backends->stopped, strings{a});
+  CAF_CHECK(sql->script->statements.empty()); // B waits
+  settle_timers();
+  CAF_CHECK_EQUAL(backends->stopped, strings({a, a, a}));
+  CAF_CHECK_EQUAL(status_of(a), "failed");
+  CAF_CHECK_EQUAL(decoded(a).failed_reason.value_or(""),
+                  "job interrupted: node node-dead was lost while running it");
+  CAF_CHECK_EQUAL(sql->script->sqls(), strings{"B"});
+  CAF_CHECK_EQUAL(status_of(b), "done");
 }
 
-CAF_TEST(a recover error other than a lost lease is logged and the turn still dequeues) {
-  w->tickets = {ticket("j1")};
-  w->recover_error = make_error(ec::redis_unavailable, "connection refused");
-  grant();
-  CAF_CHECK_EQUAL(w->asked, (strings{"recover alice tok", "dequeue alice tok"}));
-  CAF_CHECK_EQUAL(w->ran, strings{"j1"});
-  CAF_CHECK(log_lines.str().find("recover failed") != std::string::npos);
+CAF_TEST(with on node loss requeue an orphan resumes at its interrupted step before later jobs) {
+  cfg.on_node_loss = job::node_loss_mode::requeue;
+  auto a = add_job("A");
+  auto b = add_job("B");
+  orphan(a, "node-dead", "dead-token");
+  start(grant());
+  CAF_CHECK_EQUAL(sql->script->sqls(), strings({"A", "B"}));
+  CAF_CHECK_EQUAL(status_of(a), "done");
+  CAF_CHECK_EQUAL(status_of(b), "done");
 }
 
-CAF_TEST(a lease lost during recover ends the first turn with idle and dequeues nothing) {
-  w->tickets = {ticket("j1")};
-  w->recover_error = make_error(ec::lease_lost, "lease of user alice is not held");
-  grant();
-  CAF_CHECK_EQUAL(w->asked, strings{"recover alice tok"});
-  CAF_CHECK_EQUAL(w->events, strings{"idle alice"});
-  CAF_CHECK(w->runners.empty());
-}
-
-CAF_TEST(the production factory spawns a user_queue for the user and lease token given) {
-  auto wp = w;
-  auto factory = make_user_queue_factory(status, [wp](caf::actor_system& s) {
-    auto r = s.spawn(mock_runner, wp);
-    wp->runners.push_back(r);
-    return job_runner_actor{r};
+CAF_TEST(a fence while a statement runs stops it writes nothing more and carries the state) {
+  auto a = add_job("A");
+  add_job("B");
+  user_queue_actor q;
+  sql->script->answers["A"] = test::fake_answer::hook([&] {
+    // The scheduler's fence: the canceller fires the turn's tokens, the
+    // user_queue hears `fence`.
+    registry->cancel_user("alice", "tok", stop_reason::lease_lost);
+    self->send(q, fence_atom::value, std::string{"tok"});
   });
-  auto bob = factory(sys, "bob", "tok-b", scheduler);
-  self->send(bob, run_atom::value);
+  q = spawn_user_queue(sys, cfg, grant(), scheduler, deps);
+  self->send(q, run_atom::value);
   sched.run();
-  CAF_REQUIRE_EQUAL(w->dequeues.size(), 1u);
-  CAF_CHECK_EQUAL(w->dequeues[0].first, "bob");
-  CAF_CHECK_EQUAL(w->dequeues[0].second, "tok-b");
-  CAF_CHECK_EQUAL(w->events, strings{"idle bob"});
+  auto r = report();
+  CAF_CHECK_EQUAL(to_string(r.why), std::string{"fenced"});
+  CAF_REQUIRE_EQUAL(r.carry.size(), 1u);
+  CAF_CHECK_EQUAL(r.carry[0].job_id, a);
+  CAF_CHECK_EQUAL(r.carry[0].status, "running");
+  CAF_CHECK_EQUAL(status_of(a), "running");
+  CAF_CHECK_EQUAL(sql->script->sqls(), strings{"A"});
+  auto turns_before = store->calls.size();
+  settle_timers();
+  CAF_CHECK_EQUAL(store->calls.size(), turns_before); // nothing sent after the fence
+}
+
+CAF_TEST(the carried state of a stopped statement makes it run again on the next turn) {
+  auto a = add_job("A");
+  user_queue_actor q;
+  bool first = true;
+  sql->script->answers["A"] = test::fake_answer::hook([&] {
+    if (!first)
+      return;
+    first = false;
+    registry->cancel_user("alice", "tok1", stop_reason::lease_lost);
+    self->send(q, fence_atom::value, std::string{"tok1"});
+  });
+  q = spawn_user_queue(sys, cfg, grant("tok1"), scheduler, deps);
+  self->send(q, run_atom::value);
+  sched.run();
+  auto r = report();
+  store->expire("alice"); // the fenced lease runs out in Redis
+  h->ended.clear();
+  auto g = grant("tok2");
+  g.carry = r.carry;
+  start(g);
+  CAF_CHECK_EQUAL(sql->script->sqls(), strings({"A", "A"})); // stopped, so run again
+  CAF_CHECK_EQUAL(status_of(a), "done");
+}
+
+CAF_TEST(messages for another turn are ignored) {
+  add_job("A");
+  user_queue_actor q;
+  sql->script->answers["A"] = test::fake_answer::hook([&] {
+    self->send(q, fence_atom::value, std::string{"old-token"});
+    self->send(q, stop_atom::value, std::string{"old-token"});
+    self->send(q, yield_atom::value, std::string{"old-token"});
+  });
+  add_job("B");
+  q = spawn_user_queue(sys, cfg, grant(), scheduler, deps);
+  self->send(q, run_atom::value);
+  sched.run();
+  CAF_CHECK_EQUAL(sql->script->sqls(), strings({"A", "B"}));
+  CAF_CHECK_EQUAL(to_string(report().why), std::string{"idle"});
+}
+
+CAF_TEST(a yield makes the current job the last one of the turn) {
+  add_job("A");
+  auto b = add_job("B");
+  user_queue_actor q;
+  sql->script->answers["A"] =
+    test::fake_answer::hook([&] { self->send(q, yield_atom::value, std::string{"tok"}); });
+  q = spawn_user_queue(sys, cfg, grant(), scheduler, deps);
+  self->send(q, run_atom::value);
+  sched.run();
+  CAF_CHECK_EQUAL(sql->script->sqls(), strings{"A"});
+  auto r = report();
+  CAF_CHECK_EQUAL(to_string(r.why), std::string{"released"});
+  CAF_CHECK_EQUAL(r.queue_length, 1);
+  CAF_CHECK_EQUAL(status_of(b), "pending");
+}
+
+CAF_TEST(a drain stop requeues the running job at the head releases and publishes) {
+  auto a = add_job("A");
+  add_job("B");
+  user_queue_actor q;
+  sql->script->answers["A"] = test::fake_answer::hook([&] {
+    registry->cancel_user("alice", "tok", stop_reason::drain);
+    self->send(q, stop_atom::value, std::string{"tok"});
+  });
+  q = spawn_user_queue(sys, cfg, grant(), scheduler, deps);
+  self->send(q, run_atom::value);
+  sched.run();
+  auto r = report();
+  CAF_CHECK_EQUAL(to_string(r.why), std::string{"released"});
+  CAF_CHECK_EQUAL(r.requeued, 1);
+  CAF_CHECK_EQUAL(r.queue_length, 2);
+  CAF_CHECK_EQUAL(status_of(a), "pending");
+  CAF_CHECK_EQUAL(store->queues["alice"].front(), a);
+  CAF_CHECK(store->wip.count("alice") == 0);
+  CAF_CHECK_EQUAL(store->leases.count("alice"), 0u);
+  CAF_CHECK_EQUAL(store->published, strings{"alice"});
+  CAF_CHECK_EQUAL(h->finals.back().second, "pending");
+}
+
+CAF_TEST(a drain requeue that fails is retried until it lands) {
+  auto a = add_job("A");
+  user_queue_actor q;
+  sql->script->answers["A"] = test::fake_answer::hook([&] {
+    registry->cancel_user("alice", "tok", stop_reason::drain);
+    self->send(q, stop_atom::value, std::string{"tok"});
+    store->fail_next = 3;
+  });
+  q = spawn_user_queue(sys, cfg, grant(), scheduler, deps);
+  self->send(q, run_atom::value);
+  sched.run();
+  CAF_CHECK(h->ended.empty());
+  settle_timers();
+  CAF_CHECK_EQUAL(report().requeued, 1);
+  CAF_CHECK_EQUAL(status_of(a), "pending");
+}
+
+CAF_TEST(another node holding the lease ends the turn busy and drops the carry) {
+  add_job("A");
+  store->steal("alice");
+  auto g = grant();
+  g.carry.push_back(unsettled_job{"jx", "old", "running", "done", {}, {}});
+  start(g);
+  auto r = report();
+  CAF_CHECK_EQUAL(to_string(r.why), std::string{"busy"});
+  CAF_CHECK(r.carry.empty());
+  CAF_CHECK(h->started.empty());
+  CAF_CHECK(sql->script->statements.empty());
+}
+
+CAF_TEST(a full host ends the turn full and keeps the carry) {
+  add_job("A");
+  store->slots["db"] = {"s1", "s2", "s3", "s4"};
+  auto g = grant();
+  g.carry.push_back(unsettled_job{"jx", "old", "running", "done", {}, {}});
+  start(g);
+  auto r = report();
+  CAF_CHECK_EQUAL(to_string(r.why), std::string{"full"});
+  CAF_CHECK_EQUAL(r.carry.size(), 1u);
+  CAF_CHECK_EQUAL(store->leases.count("alice"), 0u);
+}
+
+CAF_TEST(a settle only turn puts a job it claimed straight back untouched) {
+  auto a = add_job("A");
+  start(grant("tok", 0));
+  CAF_CHECK(sql->script->statements.empty());
+  CAF_CHECK_EQUAL(status_of(a), "pending");
+  CAF_CHECK_EQUAL(store->queues["alice"].front(), a);
+  CAF_CHECK_EQUAL(store->leases.count("alice"), 0u);
+  CAF_CHECK_EQUAL(to_string(report().why), std::string{"released"});
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

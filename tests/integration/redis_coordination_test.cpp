@@ -1,10 +1,16 @@
 // The scheduler's and the subscriber's real ports against a real Redis (DB 12,
-// the subscriber DB 14; a unique user per test): ports::redis_coordination (leases, idle release,
-// capacity slots, database host) and ports::redis_queue_index, and a real
-// subscriber actor with its SUBSCRIBE thread receiving a PUBLISH. Waits are
-// bounded (a deadline), never a fixed sleep standing in for a condition.
+// the subscriber DB 14; a unique user per test): ports::redis_coordination
+// (renewal of every held lease and slot, database hosts, announcements, the
+// crash sweep — one round trip each) and the detached coordination actor over
+// it, ports::redis_queue_index, and a real subscriber actor with its SUBSCRIBE
+// thread receiving a PUBLISH. Taking and giving back leases and slots is the
+// turn script's (tests/redis/turns_test.cpp, redis_job_store_test.cpp). Waits
+// are bounded (a deadline), never a fixed sleep standing in for a condition.
 #include <algorithm>
 #include <chrono>
+#include <functional>
+#include <optional>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -22,11 +28,13 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include "actors/coordination.hpp"
 #include "actors/subscriber.hpp"
 #include "messages/type_ids.hpp"
 #include "src/ports/redis_coordination.hpp"
 #include "src/ports/redis_queue_index.hpp"
 #include "src/redis/client.hpp"
+#include "src/redis/embedded_scripts.hpp"
 #include "src/redis/keys.hpp"
 #include "src/redis/ops.hpp"
 #include "src/redis/subscription.hpp"
@@ -48,152 +56,197 @@ redis::endpoint endpoint(int db = test_db) {
   return redis::endpoint{"127.0.0.1", static_cast<uint16_t>(test::redis_port()), db};
 }
 
+/// Round trips of one port call, exactly. Another test process may SCRIPT
+/// FLUSH at any time (tests/redis/scripts_test.cpp), and an EVALSHA that meets
+/// the flush costs one more round trip (NOSCRIPT, then EVAL). So the scripts
+/// the call uses are loaded right before it, after a canary script; the count
+/// is returned only when the canary is still cached afterwards (no flush came
+/// after it), else nullopt: the count then proves nothing and the caller's
+/// check is skipped (`value_or(expected)`).
+struct round_trip_meter {
+  redis::client probe{endpoint()};
+
+  template <class Count, class F>
+  std::optional<uint64_t> operator()(Count count, std::initializer_list<const redis::script*> used,
+                                     F f) {
+    auto canary = probe.command({"SCRIPT", "LOAD", "return 'batchq round-trip canary'"});
+    EXPECT_TRUE(canary) << message_of(canary.error());
+    for (const auto* s : used)
+      EXPECT_TRUE(probe.command({"SCRIPT", "LOAD", std::string{s->text}}));
+    auto before = count();
+    f();
+    auto n = count() - before;
+    if (!canary)
+      return std::nullopt;
+    auto still = probe.command({"SCRIPT", "EXISTS", canary->str});
+    if (!still || !still->is_array() || still->elements.size() != 1
+        || still->elements[0].integer != 1)
+      return std::nullopt;
+    return n;
+  }
+};
+
+/// Waits (bounded) on `sub` until every user in `users` was published.
+bool heard_all(redis::subscription& sub, std::set<std::string> users) {
+  // Other tests publish on the same channel: wait for ours, bounded.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!users.empty() && std::chrono::steady_clock::now() < deadline) {
+    auto m = sub.next(500ms);
+    EXPECT_TRUE(m) << message_of(m.error());
+    if (!m)
+      return false;
+    if (*m)
+      users.erase((*m)->payload);
+  }
+  return users.empty();
+}
+
 struct RedisCoordination : ::testing::Test {
   redis::client rc{endpoint()};
   redis::client rc_other{endpoint(other_db)};
   ports::redis_coordination port{endpoint(), test_db};
+  round_trip_meter meter;
   std::string user = test::unique_name("coord");
+  /// Two more users, for calls about several users at once.
+  std::string second = test::unique_name("coord");
+  std::string third = test::unique_name("coord");
   std::string host = test::unique_name("dbhost");
 
   ~RedisCoordination() override {
-    rc.command({"DEL", redis::keys::lock_user(user), redis::keys::queue(user),
-                redis::keys::capacity(host), redis::keys::rails_user(user)});
-    rc.command({"SREM", std::string{redis::keys::queue_index}, user});
-    rc_other.command({"DEL", redis::keys::rails_user(user)});
+    for (const auto& u : {user, second, third}) {
+      rc.command({"DEL", redis::keys::lock_user(u), redis::keys::queue(u),
+                  redis::keys::rails_user(u)});
+      rc.command({"SREM", std::string{redis::keys::queue_index}, u});
+      rc_other.command({"DEL", redis::keys::rails_user(u)});
+    }
+    rc.command({"DEL", redis::keys::capacity(host)});
   }
 
-  std::optional<std::string> holder() {
-    auto h = redis::lease_holder(rc, user);
+  /// A lease as a turn leaves it: token `token`, expiring in `ttl_ms`.
+  void hold(const std::string& u, const std::string& token, int64_t ttl_ms) {
+    auto r = rc.command({"SET", redis::keys::lock_user(u), token, "PX", std::to_string(ttl_ms)});
+    ASSERT_TRUE(r) << message_of(r.error());
+  }
+
+  std::optional<std::string> holder(const std::string& u) {
+    auto h = redis::lease_holder(rc, u);
     EXPECT_TRUE(h);
     return h ? *h : std::nullopt;
   }
+
+  int64_t integer(const std::vector<std::string>& cmd) {
+    auto r = rc.command(cmd);
+    EXPECT_TRUE(r) << message_of(r.error());
+    return r ? r->integer : -99;
+  }
+
+  /// Redis' clock in ms (slot scores are expiry times on it).
+  int64_t redis_now_ms() {
+    auto t = rc.command({"TIME"});
+    EXPECT_TRUE(t && t->is_array() && t->elements.size() == 2);
+    if (!t || t->elements.size() != 2)
+      return 0;
+    return std::stoll(t->elements[0].str) * 1000 + std::stoll(t->elements[1].str) / 1000;
+  }
+
+  /// The expiry (ms) of slot `slot` of the fixture's host; nullopt when absent.
+  std::optional<int64_t> slot_expiry(const std::string& slot) {
+    auto r = rc.command({"ZSCORE", redis::keys::capacity(host), slot});
+    EXPECT_TRUE(r) << message_of(r.error());
+    if (!r || !r->is_string())
+      return std::nullopt;
+    return static_cast<int64_t>(std::stod(r->str));
+  }
 };
 
-TEST_F(RedisCoordination, AnnouncePublishesTheUserOnTheUsersChannel) {
+TEST_F(RedisCoordination, AnnouncePublishesEveryUserOnTheUsersChannelInOneRoundTrip) {
   auto sub = redis::subscription::open(endpoint(), {std::string{redis::keys::users_channel}});
   ASSERT_TRUE(sub) << message_of(sub.error());
-  ASSERT_TRUE(port.announce(user));
-  // Other tests publish on the same channel: wait for our user, bounded.
-  auto deadline = std::chrono::steady_clock::now() + 5s;
-  bool seen = false;
-  while (!seen && std::chrono::steady_clock::now() < deadline) {
-    auto m = (*sub)->next(500ms);
-    ASSERT_TRUE(m) << message_of(m.error());
-    seen = *m && (*m)->payload == user;
-  }
-  EXPECT_TRUE(seen);
+  ASSERT_TRUE(port.announce({})); // connects; nothing to publish costs nothing
+  auto before = port.round_trips();
+  ASSERT_TRUE(port.announce({}));
+  EXPECT_EQ(port.round_trips() - before, 0u);
+  ASSERT_TRUE(port.announce({user, second}));
+  EXPECT_EQ(port.round_trips() - before, 1u) << "one pipeline";
+  EXPECT_TRUE(heard_all(**sub, {user, second}));
 }
 
-TEST_F(RedisCoordination, AHeldLeaseCannotBeTakenByAnotherTokenUntilReleased) {
-  auto a = port.acquire_lease(user, "token-a", 5s);
-  ASSERT_TRUE(a);
-  EXPECT_TRUE(*a);
-  auto b = port.acquire_lease(user, "token-b", 5s);
-  ASSERT_TRUE(b);
-  EXPECT_FALSE(*b);
-  EXPECT_EQ(holder(), "token-a");
-  ASSERT_TRUE(port.release_lease(user, "token-b")); // not the holder: no change
-  EXPECT_EQ(holder(), "token-a");
-  ASSERT_TRUE(port.release_lease(user, "token-a"));
-  EXPECT_EQ(holder(), std::nullopt);
-  b = port.acquire_lease(user, "token-b", 5s);
-  ASSERT_TRUE(b);
-  EXPECT_TRUE(*b);
+TEST_F(RedisCoordination, RenewalExtendsEveryHeldLeaseAndSlotInOneRoundTripAndNamesTheLostTokens) {
+  hold(user, "token-a", 3000);
+  hold(second, "token-of-another-node", 3000);
+  // `third` has no lease any more (it expired).
+  std::vector<held_lease> held{{user, "token-a", host, "slot-a"},
+                               {second, "token-b", host, "slot-b"},
+                               {third, "token-c", host, "slot-c"}};
+  caf::expected<std::vector<std::string>> lost{caf::error{}};
+  auto count = [&] { return port.round_trips(); };
+  EXPECT_EQ(meter(count, {&redis::scripts::turns_renew}, [&] { lost = port.renew(held, 60s); })
+              .value_or(1u),
+            1u)
+    << "three leases, one round trip";
+  ASSERT_TRUE(lost) << message_of(lost.error());
+  EXPECT_EQ(*lost, (std::vector<std::string>{"token-b", "token-c"}));
+  EXPECT_GT(integer({"PTTL", redis::keys::lock_user(user)}), 30000) << "renewed";
+  EXPECT_LE(integer({"PTTL", redis::keys::lock_user(second)}), 3000) << "another node's: untouched";
+  EXPECT_EQ(holder(second), "token-of-another-node");
+  EXPECT_EQ(holder(third), std::nullopt) << "a lost lease is not taken back";
+  auto expiry = slot_expiry("slot-a");
+  ASSERT_TRUE(expiry) << "the held lease's slot is (put back and) extended";
+  EXPECT_GT(*expiry, redis_now_ms() + 30000);
+  EXPECT_FALSE(slot_expiry("slot-b")) << "a lost lease's slot is left alone";
+  EXPECT_FALSE(slot_expiry("slot-c"));
+
+  // Nothing held: nothing to renew, no round trip.
+  auto before = port.round_trips();
+  auto none = port.renew({}, 60s);
+  ASSERT_TRUE(none) << message_of(none.error());
+  EXPECT_TRUE(none->empty());
+  EXPECT_EQ(port.round_trips() - before, 0u);
 }
 
-TEST_F(RedisCoordination, RenewalSucceedsForTheHolderAndFailsOnceTheLeaseIsGone) {
-  ASSERT_TRUE(port.acquire_lease(user, "token-a", 5s));
-  auto r = port.renew_lease(user, "token-a", 60s);
-  ASSERT_TRUE(r);
-  EXPECT_TRUE(*r);
-  auto ttl = rc.command({"PTTL", redis::keys::lock_user(user)});
-  ASSERT_TRUE(ttl);
-  EXPECT_GT(ttl->integer, 5000);
-  r = port.renew_lease(user, "token-b", 60s);
-  ASSERT_TRUE(r);
-  EXPECT_FALSE(*r);
-  rc.command({"DEL", redis::keys::lock_user(user)}); // as if it expired
-  r = port.renew_lease(user, "token-a", 60s);
-  ASSERT_TRUE(r);
-  EXPECT_FALSE(*r);
+TEST_F(RedisCoordination, ALeaseWithoutASlotIsRenewedAlone) {
+  hold(user, "token-a", 3000);
+  auto lost = port.renew({{user, "token-a", "", ""}}, 60s);
+  ASSERT_TRUE(lost) << message_of(lost.error());
+  EXPECT_TRUE(lost->empty());
+  EXPECT_GT(integer({"PTTL", redis::keys::lock_user(user)}), 30000);
+  EXPECT_EQ(integer({"EXISTS", redis::keys::capacity("")}), 0);
 }
 
-TEST_F(RedisCoordination, ReleaseIfIdleKeepsTheLeaseWhileJobsAreQueued) {
-  ASSERT_TRUE(port.acquire_lease(user, "token-a", 5s));
-  rc.command({"LPUSH", redis::keys::queue(user), "job-1"});
-  auto r = port.release_lease_if_idle(user, "token-a");
-  ASSERT_TRUE(r) << message_of(r.error());
-  EXPECT_FALSE(*r);
-  EXPECT_EQ(holder(), "token-a");
-  rc.command({"DEL", redis::keys::queue(user)});
-  r = port.release_lease_if_idle(user, "token-a");
-  ASSERT_TRUE(r) << message_of(r.error());
-  EXPECT_TRUE(*r);
-  EXPECT_EQ(holder(), std::nullopt);
-}
-
-TEST_F(RedisCoordination, ReleaseIfIdleByANonHolderFailsWithLeaseLost) {
-  ASSERT_TRUE(port.acquire_lease(user, "token-a", 5s));
-  auto r = port.release_lease_if_idle(user, "token-b");
-  ASSERT_FALSE(r);
-  EXPECT_TRUE(is(r.error(), ec::lease_lost)) << message_of(r.error());
-  EXPECT_EQ(holder(), "token-a");
-}
-
-TEST_F(RedisCoordination, CapacitySlotsOfAHostAreLimitedAndGivenBack) {
-  auto a = port.acquire_slot(host, 2, "slot-a", 5s);
-  auto b = port.acquire_slot(host, 2, "slot-b", 5s);
-  auto c = port.acquire_slot(host, 2, "slot-c", 5s);
-  ASSERT_TRUE(a && b && c);
-  EXPECT_TRUE(*a);
-  EXPECT_TRUE(*b);
-  EXPECT_FALSE(*c);
-  ASSERT_TRUE(port.release_slot(host, "slot-a"));
-  auto renewed = port.renew_slot(host, "slot-a", 5s);
-  ASSERT_TRUE(renewed);
-  EXPECT_FALSE(*renewed);
-  renewed = port.renew_slot(host, "slot-b", 5s);
-  ASSERT_TRUE(renewed);
-  EXPECT_TRUE(*renewed);
-  c = port.acquire_slot(host, 2, "slot-c", 5s);
-  ASSERT_TRUE(c);
-  EXPECT_TRUE(*c);
-}
-
-TEST_F(RedisCoordination, DatabaseHostIsReadFromRailsUsersOnTheMetadataDatabase) {
-  auto none = port.database_host(user);
-  ASSERT_TRUE(none);
-  EXPECT_EQ(*none, "");
+TEST_F(RedisCoordination, DatabaseHostsAreReadFromRailsUsersOnTheMetadataDatabaseInOnePipeline) {
+  auto none = port.database_hosts({user});
+  ASSERT_TRUE(none) << message_of(none.error());
+  EXPECT_EQ(*none, std::vector<std::string>{""});
   rc.command({"HSET", redis::keys::rails_user(user), "database_host", "10.0.0.7"});
-  auto h = port.database_host(user);
-  ASSERT_TRUE(h);
-  EXPECT_EQ(*h, "10.0.0.7");
+  rc.command({"HSET", redis::keys::rails_user(third), "database_host", "10.0.0.9"});
+  auto before = port.round_trips();
+  auto hosts = port.database_hosts({user, second, third});
+  EXPECT_EQ(port.round_trips() - before, 1u) << "three users, one pipeline";
+  ASSERT_TRUE(hosts) << message_of(hosts.error());
+  EXPECT_EQ(*hosts, (std::vector<std::string>{"10.0.0.7", "", "10.0.0.9"}));
+  before = port.round_trips();
+  auto empty = port.database_hosts({});
+  ASSERT_TRUE(empty);
+  EXPECT_TRUE(empty->empty());
+  EXPECT_EQ(port.round_trips() - before, 0u);
+
   // Leases in DB 12, metadata in DB 13.
   ports::redis_coordination split{endpoint(), other_db};
   rc_other.command({"HSET", redis::keys::rails_user(user), "database_host", "10.0.0.8"});
-  h = split.database_host(user);
-  ASSERT_TRUE(h);
-  EXPECT_EQ(*h, "10.0.0.8");
-  auto got = split.acquire_lease(user, "token-a", 5s);
-  ASSERT_TRUE(got);
-  EXPECT_EQ(holder(), "token-a");
-}
-
-TEST_F(RedisCoordination, ACoordinationCallCostsOneRoundTrip) {
-  ASSERT_TRUE(port.acquire_lease(user, "token-a", 5s)); // connects, loads scripts
-  auto before = port.round_trips();
-  ASSERT_TRUE(port.renew_lease(user, "token-a", 5s));
-  ASSERT_TRUE(port.acquire_slot(host, 4, "slot-a", 5s));
-  ASSERT_TRUE(port.release_slot(host, "slot-a"));
-  ASSERT_TRUE(port.database_host(user));
-  ASSERT_TRUE(port.release_lease_if_idle(user, "token-a"));
-  EXPECT_EQ(port.round_trips() - before, 5u);
+  hosts = split.database_hosts({user});
+  ASSERT_TRUE(hosts) << message_of(hosts.error());
+  EXPECT_EQ(*hosts, std::vector<std::string>{"10.0.0.8"});
+  hold(user, "token-a", 3000);
+  auto lost = split.renew({{user, "token-a", "", ""}}, 60s);
+  ASSERT_TRUE(lost) << message_of(lost.error());
+  EXPECT_TRUE(lost->empty()) << "the lease in the batch database";
+  EXPECT_GT(integer({"PTTL", redis::keys::lock_user(user)}), 30000);
 }
 
 // -- the crash sweep: orphaned work in progress (SPEC §7) -----------------------
 
-/// Two users with one job each in work in progress, as job_dequeue leaves them;
-/// their keys go at the end of the test.
+/// Two users with one job each in work in progress, as a turn's claim leaves
+/// them; their keys go at the end of the test.
 struct OrphanedUsers : RedisCoordination {
   std::string orphan = test::unique_name("orphan");
   std::string held = test::unique_name("held");
@@ -207,7 +260,8 @@ struct OrphanedUsers : RedisCoordination {
 
   ~OrphanedUsers() override {
     for (const auto& u : {orphan, held}) {
-      rc.command({"DEL", redis::keys::wip_user(u), redis::keys::lock_user(u)});
+      rc.command({"DEL", redis::keys::wip_user(u), redis::keys::lock_user(u),
+                  redis::keys::rails_user(u)});
       rc.command({"SREM", std::string{redis::keys::wip_users}, u});
     }
   }
@@ -221,15 +275,15 @@ struct OrphanedUsers : RedisCoordination {
 };
 
 TEST_F(OrphanedUsers, AUserWithWorkInProgressAndNoLeaseIsOrphanedAndOneWithALeaseIsNot) {
-  ASSERT_TRUE(port.acquire_lease(held, "token-held", 5s));
+  hold(held, "token-held", 30000);
   EXPECT_TRUE(reported(orphan));
   EXPECT_FALSE(reported(held));
-  // The sweeper takes the orphan's lease: it is no longer orphaned.
-  ASSERT_TRUE(port.acquire_lease(orphan, "token-sweeper", 5s));
+  // A turn of this node takes the orphan's lease: it is no longer orphaned.
+  hold(orphan, "token-sweeper", 30000);
   EXPECT_FALSE(reported(orphan));
   // The holder of `held` dies: its lease expires and it becomes orphaned.
   ASSERT_TRUE(rc.command({"PEXPIRE", redis::keys::lock_user(held), "1"}));
-  auto deadline = std::chrono::steady_clock::now() + 2s;
+  auto deadline = std::chrono::steady_clock::now() + 10s;
   bool became_orphan = false;
   while (!became_orphan && std::chrono::steady_clock::now() < deadline) {
     became_orphan = reported(held);
@@ -247,9 +301,54 @@ TEST_F(OrphanedUsers, AUserInTheWipSetWithAnEmptyWipListIsNotOrphaned) {
 
 TEST_F(OrphanedUsers, TheSweepQueryCostsOneRoundTrip) {
   ASSERT_TRUE(port.orphaned_users()); // connects, loads scripts
-  auto before = port.round_trips();
-  ASSERT_TRUE(port.orphaned_users());
-  EXPECT_EQ(port.round_trips() - before, 1u);
+  auto count = [&] { return port.round_trips(); };
+  EXPECT_EQ(meter(count, {&redis::scripts::wip_orphans}, [&] { EXPECT_TRUE(port.orphaned_users()); })
+              .value_or(1u),
+            1u);
+}
+
+TEST_F(OrphanedUsers, TheDetachedCoordinationActorAnswersOverTheRealPort) {
+  struct config : caf::actor_system_config {
+    config() { register_types(*this); }
+  } cfg;
+  caf::actor_system sys{cfg};
+  auto coord = spawn_coordination(sys, std::make_shared<ports::redis_coordination>(endpoint(),
+                                                                                   test_db));
+  caf::scoped_actor self{sys};
+  auto fail = [](caf::error& e) { ADD_FAILURE() << message_of(e); };
+
+  hold(held, "token-held", 3000);
+  std::vector<std::string> lost{"<no answer>"};
+  self
+    ->request(coord, 10s, renew_atom::value,
+              std::vector<held_lease>{{held, "token-held", host, "slot-h"},
+                                      {orphan, "token-gone", host, "slot-o"}},
+              int64_t{60000})
+    .receive([&](std::vector<std::string>& x) { lost = std::move(x); }, fail);
+  EXPECT_EQ(lost, std::vector<std::string>{"token-gone"});
+  EXPECT_GT(integer({"PTTL", redis::keys::lock_user(held)}), 30000);
+  EXPECT_TRUE(slot_expiry("slot-h"));
+
+  rc.command({"HSET", redis::keys::rails_user(held), "database_host", "db-h"});
+  std::vector<std::string> hosts;
+  self->request(coord, 10s, hosts_atom::value, std::vector<std::string>{held, orphan})
+    .receive([&](std::vector<std::string>& x) { hosts = std::move(x); }, fail);
+  EXPECT_EQ(hosts, (std::vector<std::string>{"db-h", ""}));
+
+  std::vector<std::string> orphans;
+  self->request(coord, 10s, orphans_atom::value)
+    .receive([&](std::vector<std::string>& x) { orphans = std::move(x); }, fail);
+  EXPECT_EQ(std::count(orphans.begin(), orphans.end(), orphan), 1);
+  EXPECT_EQ(std::count(orphans.begin(), orphans.end(), held), 0);
+
+  auto sub = redis::subscription::open(endpoint(), {std::string{redis::keys::users_channel}});
+  ASSERT_TRUE(sub) << message_of(sub.error());
+  bool announced = false;
+  self->request(coord, 10s, announce_atom::value, std::vector<std::string>{orphan})
+    .receive([&](bool b) { announced = b; }, fail);
+  EXPECT_TRUE(announced);
+  EXPECT_TRUE(heard_all(**sub, {orphan}));
+  self->send_exit(coord, caf::exit_reason::user_shutdown);
 }
 
 // -- the subscriber with its real SUBSCRIBE thread -------------------------------
@@ -258,8 +357,8 @@ TEST_F(OrphanedUsers, TheSweepQueryCostsOneRoundTrip) {
 scheduler_actor::behavior_type collector(scheduler_actor::pointer, caf::actor sink) {
   return {
     [=](wants_atom, const std::string& user) { caf::anon_send(sink, wants_atom::value, user); },
-    [=](done_atom, const std::string&, const job_summary&) {},
-    [=](idle_atom, const std::string&) {},
+    [=](started_atom, const std::string&, const std::string&) {},
+    [=](ended_atom, const turn_report&) {},
     [=](tick_atom) {},
     [=](drain_atom) { return drain_report{}; },
     [=](stats_atom) { return scheduler_stats{}; },

@@ -1,10 +1,15 @@
 // The job runner's real ports against a real Redis (DB 12) and PostgreSQL:
 // ports::redis_job_environment (password lookup, per-user timeout cap, cache),
 // ports::pg_sql_connector (pooled sessions) and ports::pg_backend_cancel (the
-// canceller's pg_cancel_backend fallback). Every test uses its own user and
-// role names, so parallel test processes do not meet.
+// canceller's pg_cancel_backend fallback, and the recovery's
+// stop_backends_of_job), and a detached job runner whose pg_sleep is cancelled.
+// Every test uses its own user and role names, so parallel test processes do
+// not meet. A test that acts on a running statement first waits (bounded
+// polling of pg_stat_activity) until that very statement runs.
 #include <chrono>
+#include <atomic>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -46,6 +51,39 @@ void admin_exec(const std::string& sql) {
   pqxx::connection conn{test::pg_conninfo()};
   pqxx::nontransaction tx{conn};
   tx.exec(sql);
+}
+
+/// How many backends other than ours are active running a statement of
+/// `job_id` that starts with `sql` (as sent: `/* <job_id> */ <sql>`).
+int active_statements(pqxx::connection& conn, const std::string& job_id, const std::string& sql) {
+  pqxx::nontransaction tx{conn};
+  auto prefix = tx.quote("/* " + job_id + " */ " + sql);
+  auto r = tx.exec("SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                   "AND state = 'active' AND left(query, length(" + prefix + ")) = " + prefix);
+  return r[0][0].as<int>();
+}
+
+int active_statements(const std::string& job_id, const std::string& sql = "") {
+  pqxx::connection conn{test::pg_conninfo()};
+  return active_statements(conn, job_id, sql);
+}
+
+/// Polls pg_stat_activity (bounded) until a backend runs `/* <job_id> */ <sql>...`.
+/// Never throws (it may run on a helper thread).
+bool wait_for_statement(const std::string& job_id, const std::string& sql,
+                        std::chrono::milliseconds limit = 20s) {
+  try {
+    pqxx::connection conn{test::pg_conninfo()};
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (active_statements(conn, job_id, sql) > 0)
+        return true;
+      std::this_thread::sleep_for(10ms);
+    }
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "pg_stat_activity: " << e.what();
+  }
+  return false;
 }
 
 struct runner_ports : ::testing::Test {
@@ -192,89 +230,116 @@ TEST(PgSqlConnector, AConnectFailureSaysCannotConnectToTheDatabase) {
     << message_of(s.error());
 }
 
-TEST_F(runner_ports, TheBackendFallbackCancelsTheJobsStatementWithTheJobsRole) {
-  auto role = test::unique_name("rprole");
-  admin_exec("CREATE ROLE " + role + " LOGIN PASSWORD 'pw'");
-  struct drop_role {
-    std::string role;
-    ~drop_role() {
-      try {
-        admin_exec("DROP ROLE IF EXISTS " + role);
-      } catch (...) {
-      }
-    }
-  } cleanup{role};
-  make_user(role);
-  auto job_id = test::unique_name("job");
-  hset(redis::keys::job(job_id), {"user", user, "status", "running", "host", "127.0.0.1", "port",
-                                  std::to_string(test::pg_port()), "dbname", "postgres",
-                                  "dbuser", role});
-  auto pool = std::make_shared<pg::pool>();
-  auto env = std::make_shared<ports::redis_job_environment>(test_endpoint(), default_cap);
+/// A job of `user` that runs as a login role of its own (dropped at the end),
+/// the role of the user's master key; the ports a canceller and a recovery use.
+struct backend_ports : runner_ports {
+  std::string role = test::unique_name("rprole");
+  std::string job_id = test::unique_name("job");
+  std::shared_ptr<pg::pool> pool = std::make_shared<pg::pool>();
+  std::shared_ptr<ports::redis_job_environment> env =
+    std::make_shared<ports::redis_job_environment>(test_endpoint(), default_cap);
   ports::pg_sql_connector sql{pool};
-  pg::pool_key key{"127.0.0.1", static_cast<uint16_t>(test::pg_port()), "postgres", role};
-  auto running = std::async(std::launch::async, [&] {
-    auto s = sql.connect(key, "pw");
-    if (!s)
-      return std::string{"connect: "} + message_of(s.error());
-    auto r = (*s)->execute(job_id, "SELECT pg_sleep(10)", 0, nullptr);
-    if (!r)
-      return std::string{"execute: "} + message_of(r.error());
-    return std::string{pg::to_string(r->what)} + ": " + r->error.sqlstate + " "
-           + r->error.message;
-  });
   ports::pg_backend_cancel fallback{test_endpoint(), env, pool, 5432};
-  // Wait (bounded) until the statement is visible, then cancel it.
-  int signalled = 0;
-  auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (signalled == 0 && std::chrono::steady_clock::now() < deadline) {
-    auto n = fallback.cancel_backends_of_job(job_id, user);
-    ASSERT_TRUE(n) << message_of(n.error());
-    signalled = *n;
-    if (signalled == 0)
-      std::this_thread::sleep_for(10ms);
+
+  void SetUp() override {
+    admin_exec("CREATE ROLE " + role + " LOGIN PASSWORD 'pw'");
+    make_user(role);
+    hset(redis::keys::job(job_id), {"user", user, "status", "running", "host", "127.0.0.1",
+                                    "port", std::to_string(test::pg_port()), "dbname",
+                                    "postgres", "dbuser", role});
   }
-  EXPECT_EQ(signalled, 1);
-  ASSERT_EQ(running.wait_for(5s), std::future_status::ready);
+
+  ~backend_ports() override {
+    pool->clear();
+    try {
+      admin_exec("DROP ROLE IF EXISTS " + role);
+    } catch (...) {
+    }
+  }
+
+  /// Runs the job's `SELECT pg_sleep(30)` on a thread of its own, as the job's
+  /// role; the future says how it ended.
+  std::future<std::string> sleep_as_job() {
+    return std::async(std::launch::async, [this] {
+      pg::pool_key key{"127.0.0.1", static_cast<uint16_t>(test::pg_port()), "postgres", role};
+      auto s = sql.connect(key, "pw");
+      if (!s)
+        return std::string{"connect: "} + message_of(s.error());
+      auto r = (*s)->execute(job_id, "SELECT pg_sleep(30)", 0, nullptr);
+      if (!r)
+        return std::string{"execute: "} + message_of(r.error());
+      return std::string{pg::to_string(r->what)} + ": " + r->error.sqlstate + " "
+             + r->error.message;
+    });
+  }
+};
+
+TEST_F(backend_ports, TheBackendFallbackCancelsTheJobsStatementWithTheJobsRole) {
+  auto running = sleep_as_job();
+  // Not before the statement itself runs (the session first sends
+  // `/* <id> */ SET statement_timeout ...`, tagged with the job id too).
+  ASSERT_TRUE(wait_for_statement(job_id, "SELECT pg_sleep")) << "the job's statement never ran";
+  auto n = fallback.cancel_backends_of_job(job_id, user);
+  ASSERT_TRUE(n) << message_of(n.error());
+  EXPECT_EQ(*n, 1);
+  ASSERT_EQ(running.wait_for(20s), std::future_status::ready);
   EXPECT_EQ(running.get(), "failed: 57014 canceling statement due to user request");
   // Another user's job is not found.
   auto other = fallback.cancel_backends_of_job(job_id, user + "x");
   ASSERT_FALSE(other);
   EXPECT_TRUE(is(other.error(), ec::job_not_found));
-  pool->clear();
 }
 
-// A mock status actor for the real actor system: records the statuses
-// written (thread-safe), answers true.
+TEST_F(backend_ports, StoppingAJobsBackendsReturnsOnlyOnceNoneOfThemIsActive) {
+  auto running = sleep_as_job();
+  ASSERT_TRUE(wait_for_statement(job_id, "SELECT pg_sleep")) << "the job's statement never ran";
+  auto n = fallback.stop_backends_of_job(job_id, user, 10s);
+  auto still_active = active_statements(job_id); // right after it returned
+  ASSERT_TRUE(n) << message_of(n.error());
+  EXPECT_EQ(*n, 1);
+  EXPECT_EQ(still_active, 0) << "a later job of the user may start now";
+  ASSERT_EQ(running.wait_for(20s), std::future_status::ready);
+  auto how = running.get();
+  // Cancelled, or terminated if the cancel had not stopped it within 1 s.
+  EXPECT_TRUE(how == "failed: 57014 canceling statement due to user request"
+              || how.rfind("execute: ", 0) == 0)
+    << how;
+
+  // Nothing runs now.
+  auto none = fallback.stop_backends_of_job(job_id, user, 1s);
+  ASSERT_TRUE(none) << message_of(none.error());
+  EXPECT_EQ(*none, 0);
+  // Another user's job is not found.
+  auto other = fallback.stop_backends_of_job(job_id, user + "x", 1s);
+  ASSERT_FALSE(other);
+  EXPECT_TRUE(is(other.error(), ec::job_not_found)) << message_of(other.error());
+}
+
+// A mock status actor for the real actor system: records the writes the
+// runner sends (thread-safe), answers an empty turn_answer.
 struct written {
   std::mutex mtx;
   std::vector<std::string> statuses;
+  /// Writes that were not a progress write of turn part none under the claim.
+  std::vector<std::string> unexpected;
 };
 
 status_actor::behavior_type recording_status(status_actor::pointer,
-                                             std::shared_ptr<written> log) {
-  auto record = [log](const state_write& w) {
-    std::lock_guard<std::mutex> guard{log->mtx};
-    log->statuses.push_back(w.to_status);
-    return true;
-  };
+                                             std::shared_ptr<written> log,
+                                             std::string claim) {
   return {
-    [](dequeue_atom, const std::string&, const std::string&) { return job_ticket{}; },
-    [=](write_atom, const state_write& w) { return record(w); },
-    [=](requeue_atom, const state_write& w) { return record(w); },
-    [](cancel_atom, const std::string&, const std::string&) { return pending_cancel{}; },
-    [](recover_atom, const std::string&, const std::string&) { return int32_t{0}; },
-  };
-}
-
-canceller_actor::behavior_type silent_canceller(canceller_actor::pointer) {
-  return {
-    [](cancel_atom, const std::string& id, const std::string&) {
-      return cancel_result{id, "cancelled"};
+    [=](turn_atom, const turn_request& r) {
+      std::lock_guard<std::mutex> guard{log->mtx};
+      if (r.part != turn_part::none || r.write.size() != 1)
+        log->unexpected.push_back("a turn part or no write");
+      for (const auto& w : r.write) {
+        log->statuses.push_back(w.to_status);
+        if (w.kind != write_kind::progress || w.expected_claim != claim)
+          log->unexpected.push_back("write to " + w.to_status);
+      }
+      return turn_answer{};
     },
-    [](remote_cancel_atom, const std::string&) { return false; },
-    [](stop_atom, const std::string&, stop_reason) {},
-    [](final_atom, const std::string&, const std::string&) {},
+    [](cancel_atom, const std::string&, const std::string&) { return pending_cancel{}; },
   };
 }
 
@@ -284,16 +349,15 @@ TEST_F(runner_ports, ADetachedRunnerStopsARunningPgSleepPromptlyWhenCancelled) {
   register_types(cfg);
   caf::actor_system sys{cfg};
   auto log = std::make_shared<written>();
-  auto status = sys.spawn(recording_status, log);
-  auto canceller = sys.spawn(silent_canceller);
+  auto status = sys.spawn(recording_status, log, std::string{"lease"});
   auto registry = std::make_shared<pg::cancel_registry>();
   auto env = std::make_shared<ports::redis_job_environment>(test_endpoint(), default_cap);
   auto sql = std::make_shared<ports::pg_sql_connector>(std::make_shared<pg::pool>());
   runner_settings rs;
   rs.node_id = "itest";
-  auto runner = spawn_job_runner(sys, rs, status, canceller, env, sql, registry, true);
+  auto runner = spawn_job_runner(sys, rs, status, env, sql, registry, true);
 
-  auto req = job::parse_request(R"js({"query": "SELECT pg_sleep(10)"})js", "application/json", "");
+  auto req = job::parse_request(R"js({"query": "SELECT pg_sleep(30)"})js", "application/json", "");
   ASSERT_TRUE(req);
   auto job_id = test::unique_name("job");
   job::db_target db{"127.0.0.1", std::to_string(test::pg_port()), "postgres", "postgres",
@@ -303,40 +367,42 @@ TEST_F(runner_ports, ADetachedRunnerStopsARunningPgSleepPromptlyWhenCancelled) {
   for (auto& [k, v] : record)
     if (k == "status")
       v = "running";
+  record.emplace_back("claim", "lease"); // as the claim of turn "lease" wrote it
   job_ticket ticket{job_id, user, "lease", record};
 
+  // Fires only once the backend runs the pg_sleep itself: the session first
+  // sends `/* <id> */ SET statement_timeout ...`, also tagged with the job id,
+  // and a cancel then would keep the statement from being sent at all.
+  std::atomic<bool> saw_statement{false};
   std::chrono::steady_clock::time_point fired_at;
   std::thread cancel_thread{[&] {
-    auto deadline = std::chrono::steady_clock::now() + 5s;
-    while (std::chrono::steady_clock::now() < deadline) {
-      pqxx::connection conn{test::pg_conninfo()};
-      pqxx::nontransaction tx{conn};
-      auto r = tx.exec("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE "
-                       + tx.quote("/* " + job_id + " */%"));
-      if (r[0][0].as<int>() > 0)
-        break;
-      std::this_thread::sleep_for(10ms);
-    }
+    saw_statement = wait_for_statement(job_id, "SELECT pg_sleep");
     fired_at = std::chrono::steady_clock::now();
     registry->cancel(job_id, stop_reason::user_cancel);
   }};
   caf::scoped_actor self{sys};
-  job_summary summary;
-  self->request(runner, caf::duration{20s}, run_atom::value, ticket)
-    .receive([&](const job_summary& s) { summary = s; },
+  job_outcome out;
+  self->request(runner, caf::duration{60s}, run_atom::value, ticket)
+    .receive([&](const job_outcome& o) { out = o; },
              [&](const caf::error& e) { ADD_FAILURE() << sys.render(e); });
-  auto stopped_after = std::chrono::steady_clock::now() - fired_at;
+  auto answered_at = std::chrono::steady_clock::now();
   cancel_thread.join();
-  EXPECT_EQ(summary.status, "cancelled");
-  EXPECT_EQ(summary.statements_run, 1);
-  EXPECT_LT(stopped_after, 1s);
+  EXPECT_TRUE(saw_statement) << "the pg_sleep never ran";
+  EXPECT_EQ(out.job_id, job_id);
+  EXPECT_EQ(out.how, job_end::finished);
+  EXPECT_EQ(out.status, "cancelled");
+  EXPECT_EQ(out.written_status, "running");
+  EXPECT_EQ(out.statements_run, 1);
+  // pg_sleep(30) would take 30 s: a generous bound that still proves the stop.
+  EXPECT_LT(answered_at - fired_at, 10s);
   {
     std::lock_guard<std::mutex> guard{log->mtx};
-    EXPECT_EQ(log->statuses, (std::vector<std::string>{"running", "cancelled"}));
+    EXPECT_EQ(log->statuses, std::vector<std::string>{"running"})
+      << "the runner writes progress only; the final state is its answer";
+    EXPECT_EQ(log->unexpected, std::vector<std::string>{});
   }
   EXPECT_FALSE(registry->armed(job_id));
   self->send_exit(status, caf::exit_reason::user_shutdown);
-  self->send_exit(canceller, caf::exit_reason::user_shutdown);
 }
 
 } // namespace

@@ -57,16 +57,39 @@ TEST_F(system_fixture, JobTicketRoundTrips) {
   EXPECT_EQ(message_round_trip(x), x);
 }
 
-TEST_F(system_fixture, StateWriteRoundTrips) {
-  state_write x{"j1", "ana", "tok", "running", "done", {{"status", "done"}}, {"failed_reason"}};
-  EXPECT_EQ(round_trip(x), x);
-  EXPECT_EQ(message_round_trip(x), x);
+TEST_F(system_fixture, TurnRequestAndAnswerRoundTrip) {
+  job_write w{"j1", "running", "tok", "done", write_kind::final, {{"status", "done"}},
+              {"failed_reason"}};
+  turn_request r{"ana", "tok", "db1", "slot", 4, 5000, turn_part::next, {w}};
+  EXPECT_EQ(round_trip(w), w);
+  EXPECT_EQ(round_trip(r), r);
+  EXPECT_EQ(message_round_trip(r), r);
+  turn_answer a{true, turn_outcome::recover,
+                {job_ticket{"j2", "ana", "tok", {{"status", "running"}, {"claim", "old"}}}}, 3};
+  EXPECT_EQ(round_trip(a), a);
+  EXPECT_EQ(message_round_trip(a), a);
 }
 
-TEST_F(system_fixture, JobSummaryRoundTrips) {
-  job_summary x{"j1", "failed", 3, 1234};
+TEST_F(system_fixture, JobOutcomeRoundTrips) {
+  job_outcome x{"j1", job_end::lost, "running", "running", {{"step_status", "done"}}, {"x"}, 3,
+                1234};
   EXPECT_EQ(round_trip(x), x);
   EXPECT_EQ(message_round_trip(x), x);
+  EXPECT_STREQ(to_string(job_end::drained), "drained");
+}
+
+TEST_F(system_fixture, TurnGrantAndReportRoundTrip) {
+  unsettled_job u{"j1", "tok-1", "running", "done", {{"status", "done"}}, {"failed_reason"}};
+  turn_grant g{"ana", "tok-2", "db1", "slot", 4, 5000, 1, {u}};
+  EXPECT_EQ(round_trip(g), g);
+  EXPECT_EQ(message_round_trip(g), g);
+  turn_report r{"ana", "tok-2", turn_end::fenced, 2, 5, 1, 0, 7, {u}};
+  EXPECT_EQ(round_trip(r), r);
+  EXPECT_EQ(message_round_trip(r), r);
+  EXPECT_STREQ(to_string(turn_end::released), "released");
+  held_lease h{"ana", "tok-2", "db1", "slot"};
+  EXPECT_EQ(round_trip(h), h);
+  EXPECT_EQ(message_round_trip(std::vector<held_lease>{h}), std::vector<held_lease>{h});
 }
 
 TEST_F(system_fixture, PendingCancelRoundTrips) {
@@ -82,13 +105,13 @@ TEST_F(system_fixture, CancelResultRoundTrips) {
 }
 
 TEST_F(system_fixture, DrainReportRoundTrips) {
-  drain_report x{2, 5};
+  drain_report x{2, 5, 1};
   EXPECT_EQ(round_trip(x), x);
   EXPECT_EQ(message_round_trip(x), x);
 }
 
 TEST_F(system_fixture, SchedulerStatsRoundTrips) {
-  scheduler_stats x{{"b", "c"}, {"a"}, {"a", "b", "c", "a"}};
+  scheduler_stats x{{"b", "c"}, {"a"}, {"a", "b", "c", "a"}, 1};
   EXPECT_EQ(round_trip(x), x);
   EXPECT_EQ(message_round_trip(x), x);
 }

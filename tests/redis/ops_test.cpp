@@ -1,5 +1,6 @@
 // src/redis/ops: job operations against the real Redis (SPEC §4, §5, §7).
 #include "src/redis/ops.hpp"
+#include "src/redis/turns.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -59,14 +60,24 @@ std::string create(scoped_user& u, int64_t max_queued = 64) {
   return id;
 }
 
-std::string hold_lease(scoped_user& u) {
-  auto token = random_token();
-  auto ok = acquire_lease(u.c, u.name, token, 10000ms);
-  EXPECT_TRUE(ok && *ok);
-  return token;
+/// Claims the user's next job in a turn of `token` (turn.lua), as a worker
+/// does; the job id, or "" when nothing was claimed.
+std::string claim(scoped_user& u, const std::string& token) {
+  turn_args a;
+  a.user = u.name;
+  a.token = token;
+  a.host = "rt-host-" + u.name;
+  a.slot = token;
+  a.ttl = 10000ms;
+  a.part = turn_part::next;
+  a.claim = {{"status", "running"}, {"node", "node-a"}};
+  auto r = turn_step(u.c, a);
+  EXPECT_TRUE(r) << message_of(r.error());
+  u.c.command({"DEL", keys::capacity(a.host)});
+  if (!r || r->what != turn_reply::outcome::job)
+    return {};
+  return r->jobs.front().job_id;
 }
-
-const field_list running{{"status", "running"}, {"node", "node-a"}};
 
 } // namespace
 
@@ -115,11 +126,12 @@ TEST(RedisJobs, NewJobsArePushedAtTheHeadAndTakenFromTheTail) {
   auto b = create(u);
   auto c = create(u);
   EXPECT_EQ(ids(queued_job_ids(u.c, u.name)), (std::vector<std::string>{c, b, a}));
-  auto token = hold_lease(u);
+  // Each claim by a fresh turn (the earlier claims are orphans then, so take
+  // them out of work in progress as their turns would).
   for (const auto& expected : {a, b, c}) {
-    auto d = dequeue_job(u.c, u.name, token);
-    ASSERT_TRUE(d && *d);
-    EXPECT_EQ((*d)->job_id, expected);
+    auto token = random_token();
+    EXPECT_EQ(claim(u, token), expected);
+    must(u.c, {"DEL", keys::wip_user(u.name), keys::lock_user(u.name)});
   }
 }
 
@@ -182,142 +194,6 @@ TEST(RedisJobs, QueueLimitHoldsUnderConcurrentCreates) {
   EXPECT_EQ(must(u.c, {"LLEN", keys::queue(u.name)}).integer, limit);
 }
 
-TEST(RedisJobs, DequeueMovesTheJobIntoWipAndReturnsItsFieldsInOneCall) {
-  scoped_user u{"rt_deq"};
-  auto first = create(u);
-  auto second = create(u);
-  auto token = hold_lease(u);
-  auto d = dequeue_job(u.c, u.name, token, running);
-  ASSERT_TRUE(d) << message_of(d.error());
-  ASSERT_TRUE(*d);
-  EXPECT_EQ((*d)->job_id, first);
-  EXPECT_EQ((*d)->fields.at("status"), "running"); // claim fields written first
-  EXPECT_EQ((*d)->fields.at("node"), "node-a");
-  EXPECT_EQ((*d)->fields.at("user"), u.name);
-  EXPECT_EQ(hash(u.c, first)["status"], "running");
-  // WIP: list batch:wip:user:{user} + set batch:wip:users.
-  EXPECT_EQ(type_of(u.c, keys::wip_user(u.name)), "list");
-  EXPECT_EQ(ids(wip_job_ids(u.c, u.name)), std::vector<std::string>{first});
-  EXPECT_EQ(type_of(u.c, wip_users_key), "set");
-  EXPECT_TRUE(is_member(u.c, wip_users_key, u.name));
-  auto wu = ids(wip_users(u.c));
-  EXPECT_NE(std::find(wu.begin(), wu.end(), u.name), wu.end());
-  EXPECT_EQ(ids(queued_job_ids(u.c, u.name)), std::vector<std::string>{second});
-  EXPECT_TRUE(is_member(u.c, index_key, u.name));
-  // Take the second; then the queue is empty and the user leaves the index.
-  auto d2 = dequeue_job(u.c, u.name, token, running);
-  ASSERT_TRUE(d2 && *d2);
-  EXPECT_EQ((*d2)->job_id, second);
-  EXPECT_EQ(ids(wip_job_ids(u.c, u.name)), (std::vector<std::string>{second, first}));
-  EXPECT_TRUE(is_member(u.c, index_key, u.name)); // not yet known to be empty
-  auto d3 = dequeue_job(u.c, u.name, token, running);
-  ASSERT_TRUE(d3) << message_of(d3.error());
-  EXPECT_FALSE(*d3);
-  EXPECT_FALSE(is_member(u.c, index_key, u.name));
-}
-
-TEST(RedisJobs, DequeueSkipsIdsWhoseJobIsGoneOrNotPending) {
-  scoped_user u{"rt_skip"};
-  auto cancelled = create(u);
-  auto gone = create(u);
-  auto good = create(u);
-  must(u.c, {"HSET", keys::job(cancelled), "status", "cancelled"});
-  must(u.c, {"DEL", keys::job(gone)});
-  auto token = hold_lease(u);
-  auto d = dequeue_job(u.c, u.name, token, running);
-  ASSERT_TRUE(d && *d);
-  EXPECT_EQ((*d)->job_id, good);
-  EXPECT_TRUE(ids(queued_job_ids(u.c, u.name)).empty());
-  EXPECT_EQ(ids(wip_job_ids(u.c, u.name)), std::vector<std::string>{good});
-  EXPECT_EQ(hash(u.c, cancelled)["status"], "cancelled"); // skipped ids are left alone
-}
-
-TEST(RedisJobs, StatusWriteSetsTheTtlAndLeavesWipOnlyOnAFinalStatus) {
-  scoped_user u{"rt_write"};
-  auto id = create(u);
-  auto token = hold_lease(u);
-  ASSERT_TRUE(dequeue_job(u.c, u.name, token, running));
-  auto w = write_job(u.c, id, u.name, token, {{"query", R"([{"query":"select 1","status":"running"}])"}},
-                     write_mode{false, 100, "running", {}});
-  ASSERT_TRUE(w) << message_of(w.error());
-  EXPECT_EQ(ttl_of(u.c, keys::job(id)), -1);
-  EXPECT_EQ(ids(wip_job_ids(u.c, u.name)), std::vector<std::string>{id});
-  auto before = hash(u.c, id)["updated_at"];
-  std::this_thread::sleep_for(5ms);
-  auto done = write_job(u.c, id, u.name, token, {{"status", "done"}},
-                        write_mode{true, 100, "running", {}});
-  ASSERT_TRUE(done) << message_of(done.error());
-  auto h = hash(u.c, id);
-  EXPECT_EQ(h["status"], "done");
-  EXPECT_NE(h["updated_at"], before);
-  auto ttl = ttl_of(u.c, keys::job(id));
-  EXPECT_GT(ttl, 0);
-  EXPECT_LE(ttl, 100);
-  EXPECT_TRUE(ids(wip_job_ids(u.c, u.name)).empty());
-  EXPECT_EQ(must(u.c, {"EXISTS", keys::wip_user(u.name)}).integer, 0);
-  EXPECT_FALSE(is_member(u.c, wip_users_key, u.name));
-}
-
-TEST(RedisJobs, StatusWriteWithAStaleExpectedStatusChangesNothing) {
-  scoped_user u{"rt_cas"};
-  auto id = create(u);
-  auto token = hold_lease(u);
-  ASSERT_TRUE(dequeue_job(u.c, u.name, token, running));
-  auto before = hash(u.c, id);
-  auto w = write_job(u.c, id, u.name, token, {{"status", "done"}}, write_mode{true, 100, "pending", {}});
-  ASSERT_FALSE(w);
-  EXPECT_TRUE(is(w.error(), ec::invalid_transition)) << message_of(w.error());
-  EXPECT_NE(message_of(w.error()).find("running"), std::string::npos);
-  EXPECT_EQ(hash(u.c, id), before);
-  EXPECT_EQ(ttl_of(u.c, keys::job(id)), -1);
-  EXPECT_EQ(ids(wip_job_ids(u.c, u.name)), std::vector<std::string>{id});
-}
-
-TEST(RedisJobs, StatusWriteToAnotherUsersJobIsNotFound) {
-  scoped_user u{"rt_owner"};
-  scoped_user other{"rt_other"};
-  auto id = create(u);
-  auto token = hold_lease(other);
-  auto w = write_job(other.c, id, other.name, token, {{"status", "running"}}, write_mode{});
-  ASSERT_FALSE(w);
-  EXPECT_TRUE(is(w.error(), ec::job_not_found));
-  EXPECT_EQ(message_of(w.error()), "Job with id " + id + " not found");
-  EXPECT_EQ(hash(u.c, id)["status"], "pending");
-}
-
-TEST(RedisJobs, RequeuedJobRunsBeforeOlderQueuedJobs) {
-  scoped_user u{"rt_requeue"};
-  auto j1 = create(u);
-  auto j2 = create(u);
-  auto j3 = create(u);
-  auto token = hold_lease(u);
-  auto d = dequeue_job(u.c, u.name, token, running);
-  ASSERT_TRUE(d && *d);
-  ASSERT_EQ((*d)->job_id, j1);
-  auto sub = subscription::open(test_endpoint(), {std::string{keys::users_channel}});
-  ASSERT_TRUE(sub);
-  auto len = requeue_job(u.c, j1, u.name, token, {{"status", "pending"}});
-  ASSERT_TRUE(len) << message_of(len.error());
-  EXPECT_EQ(*len, 3);
-  EXPECT_EQ(ids(queued_job_ids(u.c, u.name)), (std::vector<std::string>{j3, j2, j1}));
-  EXPECT_TRUE(ids(wip_job_ids(u.c, u.name)).empty());
-  EXPECT_FALSE(is_member(u.c, wip_users_key, u.name));
-  EXPECT_TRUE(is_member(u.c, index_key, u.name));
-  EXPECT_EQ(hash(u.c, j1)["status"], "pending");
-  bool seen = false;
-  for (int i = 0; i < 1000 && !seen; ++i) {
-    auto m = (*sub)->next(2000ms);
-    ASSERT_TRUE(m && *m);
-    seen = (*m)->payload == u.name;
-  }
-  EXPECT_TRUE(seen);
-  for (const auto& expected : {j1, j2, j3}) {
-    auto next = dequeue_job(u.c, u.name, token, running);
-    ASSERT_TRUE(next && *next);
-    EXPECT_EQ((*next)->job_id, expected);
-  }
-}
-
 TEST(RedisJobs, CancelPendingCancelsAQueuedJob) {
   scoped_user u{"rt_cancel"};
   auto id = create(u);
@@ -335,8 +211,7 @@ TEST(RedisJobs, CancelPendingCancelsAQueuedJob) {
 TEST(RedisJobs, CancelPendingOfARunningJobReportsItsStatusAndChangesNothing) {
   scoped_user u{"rt_cancel_run"};
   auto id = create(u);
-  auto token = hold_lease(u);
-  ASSERT_TRUE(dequeue_job(u.c, u.name, token, running));
+  ASSERT_EQ(claim(u, random_token()), id);
   auto before = hash(u.c, id);
   auto r = cancel_pending_job(u.c, id, u.name, {{"status", "cancelled"}}, 100);
   ASSERT_TRUE(r) << message_of(r.error());
@@ -358,95 +233,6 @@ TEST(RedisJobs, CancelPendingOfAnUnknownOrForeignJobIsNotFound) {
   auto r2 = cancel_pending_job(u.c, "no-such-job", u.name, {{"status", "cancelled"}}, 100);
   ASSERT_FALSE(r2);
   EXPECT_TRUE(is(r2.error(), ec::job_not_found));
-}
-
-TEST(RedisJobs, FencedWritesAreRefusedAfterTheLeaseMovedAndChangeNothing) {
-  scoped_user u{"rt_fence"};
-  auto j1 = create(u);
-  auto j2 = create(u);
-  auto old_token = random_token();
-  ASSERT_TRUE(value_or(acquire_lease(u.c, u.name, old_token, 300ms), false));
-  ASSERT_TRUE(dequeue_job(u.c, u.name, old_token, running));
-  // The lease expires and another node takes it.
-  std::this_thread::sleep_for(400ms);
-  auto new_token = random_token();
-  ASSERT_TRUE(value_or(acquire_lease(u.c, u.name, new_token, 10000ms), false));
-  auto h1 = hash(u.c, j1);
-  auto h2 = hash(u.c, j2);
-  auto queue = ids(queued_job_ids(u.c, u.name));
-  auto wip = ids(wip_job_ids(u.c, u.name));
-  auto w = write_job(u.c, j1, u.name, old_token, {{"status", "done"}}, write_mode{true, 100, "", {}});
-  ASSERT_FALSE(w);
-  EXPECT_TRUE(is(w.error(), ec::lease_lost)) << message_of(w.error());
-  auto d = dequeue_job(u.c, u.name, old_token, running);
-  ASSERT_FALSE(d);
-  EXPECT_TRUE(is(d.error(), ec::lease_lost));
-  auto rq = requeue_job(u.c, j1, u.name, old_token, {{"status", "pending"}});
-  ASSERT_FALSE(rq);
-  EXPECT_TRUE(is(rq.error(), ec::lease_lost));
-  auto rm = remove_from_wip(u.c, j1, u.name, old_token);
-  ASSERT_FALSE(rm);
-  EXPECT_TRUE(is(rm.error(), ec::lease_lost));
-  EXPECT_EQ(hash(u.c, j1), h1);
-  EXPECT_EQ(hash(u.c, j2), h2);
-  EXPECT_EQ(ttl_of(u.c, keys::job(j1)), -1);
-  EXPECT_EQ(ids(queued_job_ids(u.c, u.name)), queue);
-  EXPECT_EQ(ids(wip_job_ids(u.c, u.name)), wip);
-  // The new holder can write.
-  EXPECT_TRUE(write_job(u.c, j1, u.name, new_token, {{"status", "done"}}, write_mode{true, 100, "", {}}));
-}
-
-TEST(RedisJobs, RoundTripsAreOnePerCreateDequeueStatusWriteRequeueAndCancel) {
-  scoped_user u{"rt_cost"};
-  auto token = hold_lease(u);
-  ASSERT_FALSE(u.c.ensure_connected());
-  // Measures one operation; repeats it if another test process flushed the
-  // script cache meanwhile (then EVALSHA costs one extra NOSCRIPT round trip).
-  auto cost = [&](const std::function<bool()>& op) -> uint64_t {
-    for (int attempt = 0;; ++attempt) {
-      auto fallbacks = u.c.noscript_fallbacks();
-      auto before = u.c.round_trips();
-      EXPECT_TRUE(op());
-      if (u.c.noscript_fallbacks() == fallbacks || attempt == 3)
-        return u.c.round_trips() - before;
-    }
-  };
-  std::string id;
-  EXPECT_EQ(cost([&] {
-              id = u.new_job_id();
-              return static_cast<bool>(create_job(u.c, id, u.name, pending_job(u.name), 64));
-            }),
-            1u);
-  std::string dequeued;
-  EXPECT_EQ(cost([&] {
-              auto d = dequeue_job(u.c, u.name, token, running);
-              if (d && *d)
-                dequeued = (*d)->job_id;
-              return d && *d;
-            }),
-            1u);
-  EXPECT_EQ(cost([&] {
-              return static_cast<bool>(
-                write_job(u.c, dequeued, u.name, token, {{"status", "running"}}, write_mode{}));
-            }),
-            1u);
-  EXPECT_EQ(cost([&] {
-              return static_cast<bool>(
-                requeue_job(u.c, dequeued, u.name, token, {{"status", "pending"}}));
-            }),
-            1u);
-  EXPECT_EQ(cost([&] {
-              auto r = cancel_pending_job(u.c, dequeued, u.name, {{"status", "cancelled"}}, 100);
-              return r && r->cancelled;
-            }),
-            1u);
-  EXPECT_EQ(cost([&] { return static_cast<bool>(renew_lease(u.c, u.name, token, 5000ms)); }),
-            1u);
-  auto host = batchq::test::unique_name("rt_cost_host");
-  auto slot = random_token();
-  EXPECT_EQ(cost([&] { return value_or(acquire_capacity(u.c, host, 4, slot, 5000ms), false); }),
-            1u);
-  EXPECT_EQ(cost([&] { return value_or(release_capacity(u.c, host, slot), false); }), 1u);
 }
 
 TEST(RedisJobs, ReadJobOfAMissingJobIsNullopt) {
@@ -500,40 +286,3 @@ TEST(RedisJobs, ScanKeysFindsEveryMatchingKeyOnceOverSeveralRoundTripsAndFilters
   EXPECT_EQ(*lists, std::vector<std::string>{list_key});
 }
 
-TEST(RedisJobs, RemoveFromWipDropsAnOrphanedEntryWhoseHashIsGone) {
-  scoped_user u{"rt_orphan"};
-  auto id = create(u);
-  auto token = hold_lease(u);
-  ASSERT_TRUE(dequeue_job(u.c, u.name, token, running));
-  must(u.c, {"DEL", keys::job(id)});
-  auto w = write_job(u.c, id, u.name, token, {{"status", "failed"}}, write_mode{true, 100, "", {}});
-  ASSERT_FALSE(w);
-  EXPECT_TRUE(is(w.error(), ec::job_not_found));
-  EXPECT_EQ(must(u.c, {"EXISTS", keys::job(id)}).integer, 0); // no partial hash
-  auto n = remove_from_wip(u.c, id, u.name, token);
-  ASSERT_TRUE(n) << message_of(n.error());
-  EXPECT_EQ(*n, 1);
-  EXPECT_FALSE(is_member(u.c, wip_users_key, u.name));
-}
-
-TEST(RedisJobs, StatusWriteAndRequeueDeleteTheFieldsTheJobNoLongerHas) {
-  scoped_user u{"rt_del"};
-  auto id = create(u);
-  auto token = hold_lease(u);
-  ASSERT_TRUE(dequeue_job(u.c, u.name, token, running));
-  ASSERT_TRUE(write_job(u.c, id, u.name, token, {{"step_started_at", "t1"}, {"failed_reason", "x"}},
-                        write_mode{}));
-  write_mode mode;
-  mode.remove_fields = {"failed_reason"};
-  ASSERT_TRUE(write_job(u.c, id, u.name, token, {{"node", "n1"}}, mode));
-  auto h = hash(u.c, id);
-  EXPECT_EQ(h.count("failed_reason"), 0u);
-  EXPECT_EQ(h["node"], "n1");
-  EXPECT_EQ(h["step_started_at"], "t1");
-
-  auto len = requeue_job(u.c, id, u.name, token, {{"status", "pending"}}, {"step_started_at"});
-  ASSERT_TRUE(len) << message_of(len.error());
-  h = hash(u.c, id);
-  EXPECT_EQ(h.count("step_started_at"), 0u);
-  EXPECT_EQ(h["status"], "pending");
-}

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "src/redis/embedded_scripts.hpp"
+#include "src/redis/turns.hpp"
 #include "tests/redis/redis_test_support.hpp"
 
 using namespace std::chrono_literals;
@@ -18,18 +19,14 @@ using batchq::redis::test::value_or;
 using batchq::redis::test::test_endpoint;
 
 TEST(RedisScripts, EveryOperationIsEmbeddedWithAHeaderNamingKeysAndArgv) {
-  std::vector<std::string> expected{
-    "capacity_acquire", "capacity_release",      "capacity_renew", "job_cancel_pending",
-    "job_create",       "job_dequeue",           "job_list",       "job_requeue",
-    "job_write",
-    "lease_acquire",    "lease_release",         "lease_release_if_idle",
-    "lease_renew",      "wip_orphans",           "wip_remove"};
+  std::vector<std::string> expected{"job_cancel_pending", "job_create", "job_list", "turn",
+                                    "turns_renew",        "wip_orphans"};
   std::vector<std::string> names;
   for (const script* s : scripts::all()) {
     names.emplace_back(s->name);
     std::string text{s->text};
     EXPECT_EQ(text.rfind("-- " + std::string{s->name} + ":", 0), 0u) << s->name;
-    EXPECT_NE(text.find("KEYS[1]"), std::string::npos) << s->name;
+    EXPECT_NE(text.find("-- KEYS"), std::string::npos) << s->name;
     EXPECT_NE(text.find("ARGV[1]"), std::string::npos) << s->name;
     EXPECT_NE(text.find("Returns"), std::string::npos) << s->name;
   }
@@ -51,7 +48,8 @@ TEST(RedisScripts, EvalshaRecoversTransparentlyAfterScriptFlush) {
   batchq::redis::test::scoped_user u{"rt_flush"};
   client& c = u.c;
   auto token = random_token();
-  ASSERT_TRUE(value_or(acquire_lease(c, u.name, token, 5000ms), false));
+  must(c, {"SET", keys::lock_user(u.name), token, "PX", "5000"});
+  const std::vector<held_turn> held{{u.name, token, "", ""}};
   // Flushing the script cache affects every connection; other test processes
   // recover the same way. One of them may also re-load the scripts (every new
   // connection does) between our FLUSH and our call: then try again.
@@ -60,8 +58,9 @@ TEST(RedisScripts, EvalshaRecoversTransparentlyAfterScriptFlush) {
     must(c, {"SCRIPT", "FLUSH"});
     auto fallbacks = c.noscript_fallbacks();
     auto before = c.round_trips();
-    auto renewed = renew_lease(c, u.name, token, 5000ms);
+    auto renewed = renew_turns(c, held, 5000ms);
     ASSERT_TRUE(renewed) << message_of(renewed.error());
+    EXPECT_EQ(*renewed, std::vector<bool>{true});
     if (c.noscript_fallbacks() == fallbacks + 1) {
       EXPECT_EQ(c.round_trips() - before, 2u); // EVALSHA -> NOSCRIPT, then EVAL
       recovered = true;
@@ -71,11 +70,10 @@ TEST(RedisScripts, EvalshaRecoversTransparentlyAfterScriptFlush) {
   // EVAL cached it again: the next call is one EVALSHA.
   auto before = c.round_trips();
   auto fallbacks = c.noscript_fallbacks();
-  ASSERT_TRUE(renew_lease(c, u.name, token, 5000ms));
+  ASSERT_TRUE(renew_turns(c, held, 5000ms));
   if (c.noscript_fallbacks() == fallbacks) { // unless another process flushed meanwhile
     EXPECT_EQ(c.round_trips() - before, 1u);
   }
-  EXPECT_TRUE(value_or(release_lease(c, u.name, token), false));
 }
 
 TEST(RedisScripts, AScriptErrorIsARedisErrorWithRedisText) {
