@@ -83,11 +83,23 @@ stop_reason why_stopped(self_ptr self) {
 /// (the request may or may not have run; the script is safe to repeat) or no
 /// answer in time.
 bool transient(const caf::error& err) {
-  return is(err, ec::redis_unavailable) || err == caf::sec::request_timeout
-         || err == caf::sec::request_receiver_down;
+  // What says for sure that the step is refused: the lease is gone, or the
+  // stored job is not what the step expects. Anything else (Redis
+  // unreachable or not ready, no answer in time, an error nobody expected)
+  // may or may not have run, and the step is safe to send again.
+  return !(is(err, ec::lease_lost) || is(err, ec::invalid_transition)
+           || is(err, ec::job_not_found) || is(err, ec::invalid_job));
 }
 
 void stop_by_reason(self_ptr self, stop_reason why);
+
+/// The next pause of the retry timer (50 ms, doubling, at most retry_max).
+std::chrono::milliseconds next_pause(job_runner_state& st) {
+  st.retry_pause = st.retry_pause.count() == 0 ? st.cfg.retry_initial
+                                               : std::min(st.retry_pause * 2, st.cfg.retry_max);
+  return st.retry_pause;
+}
+
 
 /// Sends the pending progress write; its continuation runs once it landed.
 void send_pending(self_ptr self) {
@@ -113,9 +125,7 @@ void send_pending(self_ptr self) {
         if (st.finished)
           return;
         if (transient(err)) {
-          st.retry_pause = st.retry_pause.count() == 0
-                             ? st.cfg.retry_initial
-                             : std::min(st.retry_pause * 2, st.cfg.retry_max);
+          next_pause(st);
           log::warning("progress write failed, retrying",
                        {{"job_id", job_id_of(self)},
                         {"user", st.ticket.user},
@@ -153,17 +163,29 @@ void write_progress(self_ptr self, std::function<void()> on_ok) {
 /// The retry timer: send the pending write again, unless the token fired
 /// meanwhile (then the stop decides; the final state is written by the
 /// user_queue with every field, so the skipped progress write loses nothing).
+void run_statement(self_ptr self, const job::statement& stmt);
+void do_step(self_ptr self);
+
 void retry(self_ptr self) {
   auto& st = self->state;
-  if (st.finished || !st.pending)
+  if (st.finished)
     return;
   if (st.token->stop_requested()) {
     st.pending.reset();
     st.on_written = nullptr;
+    st.pending_statement.reset();
     stop_by_reason(self, why_stopped(self));
     return;
   }
-  send_pending(self);
+  if (st.pending) {
+    send_pending(self);
+  } else if (st.pending_statement) {
+    auto stmt = std::move(*st.pending_statement);
+    st.pending_statement.reset();
+    run_statement(self, stmt);
+  } else {
+    do_step(self); // the timeout cap could not be read yet
+  }
 }
 
 /// The token fired (or another node's pg_cancel_backend stopped the
@@ -190,9 +212,12 @@ void stop_by_reason(self_ptr self, stop_reason why) {
 }
 
 /// The session of this job, connecting on first use; nullptr when the job
-/// cannot connect (st.connect_error then says why, and stays set).
-ports::sql_session* ensure_session(self_ptr self) {
+/// cannot connect (st.connect_error then says why, and stays set), or when
+/// the password could not be read because Redis is unreachable (`retry` is
+/// then set: try again later, nothing is sticky).
+ports::sql_session* ensure_session(self_ptr self, bool& retry) {
   auto& st = self->state;
+  retry = false;
   if (st.session)
     return st.session.get();
   if (st.connect_error)
@@ -208,6 +233,10 @@ ports::sql_session* ensure_session(self_ptr self) {
   std::optional<std::string> password = db.pass;
   if (!password) {
     auto p = st.env->password(st.j.user, db.dbuser);
+    if (!p && is(p.error(), ec::redis_unavailable)) {
+      retry = true;
+      return nullptr;
+    }
     if (!p)
       return fail(connect_prefix + self->system().render(p.error()));
     password = std::move(*p);
@@ -261,7 +290,18 @@ void run_statement(self_ptr self, const job::statement& stmt) {
     return;
   }
   job::outcome o;
-  if (auto* sess = ensure_session(self); sess == nullptr) {
+  bool later = false;
+  auto* sess = ensure_session(self, later);
+  if (later) {
+    auto pause = next_pause(st);
+    log::warning("password not read (Redis unreachable), retrying",
+                 {{"job_id", job_id_of(self)}, {"retry_ms", std::to_string(pause.count())}});
+    st.pending_statement = stmt;
+    self->delayed_send(self, pause, retry_atom::value);
+    return;
+  }
+  st.retry_pause = std::chrono::milliseconds{0};
+  if (sess == nullptr) {
     o = job::outcome::failure(*st.connect_error);
   } else {
     log::debug("statement", {{"job_id", job_id_of(self)},
@@ -326,7 +366,22 @@ void do_step(self_ptr self) {
   auto& st = self->state;
   if (!st.started || st.finished)
     return;
-  auto next = job::next_statement(st.j, st.cap_ms);
+  if (!st.cap_ms) {
+    auto cap = st.env->timeout_cap_ms(st.ticket.user);
+    if (!cap && is(cap.error(), ec::redis_unavailable)) {
+      auto pause = next_pause(st);
+      log::warning("timeout cap not read (Redis unreachable), retrying",
+                   {{"user", st.ticket.user}, {"retry_ms", std::to_string(pause.count())}});
+      self->delayed_send(self, pause, retry_atom::value);
+      return;
+    }
+    if (!cap)
+      log::warning("timeout cap unknown, using the default",
+                   {{"user", st.ticket.user}, {"error", self->system().render(cap.error())}});
+    st.cap_ms = cap ? *cap : st.cfg.default_timeout_ms;
+    st.retry_pause = std::chrono::milliseconds{0};
+  }
+  auto next = job::next_statement(st.j, *st.cap_ms);
   if (!next) {
     if (!job::is_final(st.j.status)) {
       // A record with nothing left to run that still says running (e.g. a
@@ -414,17 +469,9 @@ job_runner_behavior(self_ptr self, runner_settings cfg, status_actor status,
       }
       st.j = std::move(*decoded);
       st.from_status = job::to_string(st.j.status);
-      if (auto cap = st.env->timeout_cap_ms(st.ticket.user)) {
-        st.cap_ms = *cap;
-      } else {
-        log::warning("timeout cap unknown, using the default",
-                     {{"user", st.ticket.user}, {"error", self->system().render(cap.error())}});
-        st.cap_ms = st.cfg.default_timeout_ms;
-      }
       log::debug("job runner started", {{"job_id", st.ticket.job_id},
                                        {"user", st.ticket.user},
-                                       {"node", st.cfg.node_id},
-                                       {"cap_ms", std::to_string(st.cap_ms)}});
+                                       {"node", st.cfg.node_id}});
       self->send(self, step_atom::value);
       return rp;
     },

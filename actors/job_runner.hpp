@@ -40,7 +40,9 @@
 // RETRIED on a transient failure (Redis unreachable, a request timeout) every
 // 50 ms .. 1 s while the token has not fired: the script is a compare-and-set
 // on status and claim, so a retry is safe, and a job is never left stranded
-// under a live owner. lease_lost -> `lost`; invalid_transition (the stored
+// under a live owner. Reading the environment (the user's timeout cap, the
+// role's password) is retried the same way when Redis is unreachable: a
+// dropped Redis connection never fails a job or runs it under the default cap. lease_lost -> `lost`; invalid_transition (the stored
 // job changed under us) or job_not_found -> `aborted`.
 //
 // Credentials and connection (SPEC §6): the record's `pass` (CARTO jobs) or
@@ -76,6 +78,7 @@
 
 #include "messages/interfaces.hpp"
 #include "src/job/job.hpp"
+#include "src/job/progress.hpp"
 #include "src/pg/cancel_registry.hpp"
 #include "src/ports/ports.hpp"
 
@@ -117,7 +120,10 @@ struct job_runner_state {
   std::optional<job_write> pending;
   std::function<void()> on_written;
   std::chrono::milliseconds retry_pause{0};
-  int64_t cap_ms = 0;
+  /// A statement waiting for its retry (the environment could not be read).
+  std::optional<job::statement> pending_statement;
+  /// The user's statement-timeout cap, once read.
+  std::optional<int64_t> cap_ms;
   std::shared_ptr<pg::cancel_token> token;
   /// The run armed in the registry (empty job id otherwise); shared with the
   /// exit hook that disarms a runner killed before it finished.

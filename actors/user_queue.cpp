@@ -73,8 +73,12 @@ std::string render(const caf::error& err) {
 }
 
 bool transient(const caf::error& err) {
-  return is(err, ec::redis_unavailable) || err == caf::sec::request_timeout
-         || err == caf::sec::request_receiver_down;
+  // What says for sure that the step is refused: the lease is gone, or the
+  // stored job is not what the step expects. Anything else (Redis
+  // unreachable or not ready, no answer in time, an error nobody expected)
+  // may or may not have run, and the step is safe to send again.
+  return !(is(err, ec::lease_lost) || is(err, ec::invalid_transition)
+           || is(err, ec::job_not_found) || is(err, ec::invalid_job));
 }
 
 const std::string* field(const field_pairs& xs, const std::string& name) {

@@ -36,12 +36,14 @@
 // the job goes back to the head to resume there). No two statements of one
 // user overlap: a later job waits until the earlier one is known to be gone.
 //
-// Failures: a step that fails transiently (Redis unreachable, no answer in
-// time) is sent again, unchanged, after 50 ms .. 1 s: the script is a
+// Failures: a step that fails for any reason but a sure refusal (Redis
+// unreachable or still loading its AOF, no answer in time, an unexpected
+// error) is sent again, unchanged, after 50 ms .. 1 s: the script is a
 // compare-and-set on status and claim, and recognises a retry of a write that
 // landed. lease_lost ends the turn as fenced (carrying what could not be
-// written). A write the store refuses as changed (invalid_transition,
-// job_not_found) is logged and the turn released.
+// written). A write the store refuses because the stored job changed
+// (invalid_transition, job_not_found: it is no longer this turn's) is logged
+// and the turn released.
 //
 // From the scheduler: `yield` (fairness, drain) makes the current job the
 // last one; `stop` (the drain's grace is over; the canceller has fired the

@@ -230,7 +230,10 @@ caf::error client::ensure_connected() {
       // reconnect will not fix; still keep the backoff so we do not spin.
       std::string what = (i == 0 ? "SELECT " + std::to_string(ep_.db) : "SCRIPT LOAD") + ": "
                          + rep.str;
-      fail_io(what);
+      auto err = fail_io(what);
+      // LOADING (the AOF is being read after a restart) and the like: retry.
+      if (is(error_reply(rep.str), ec::redis_unavailable))
+        return err;
       return make_error(ec::redis_error, describe() + ": " + what);
     }
   }
@@ -238,6 +241,16 @@ caf::error client::ensure_connected() {
   last_error_.clear();
   ++connects_;
   return {};
+}
+
+caf::error client::error_reply(std::string text) const {
+  // Redis answers these while it cannot serve yet (loading its dataset from
+  // the AOF after a restart, a script running too long, a replica without
+  // its master): the command did not run and a later retry may succeed.
+  for (const char* busy : {"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN"})
+    if (text.rfind(busy, 0) == 0)
+      return make_error(ec::redis_unavailable, describe() + " is not ready: " + text);
+  return make_error(ec::redis_error, std::move(text));
 }
 
 caf::expected<reply> client::exec(const std::vector<std::string>& argv) {
@@ -257,7 +270,7 @@ caf::expected<reply> client::exec(const std::vector<std::string>& argv) {
 caf::expected<reply> client::command(const std::vector<std::string>& argv) {
   auto r = exec(argv);
   if (r && r->is_error())
-    return make_error(ec::redis_error, std::move(r->str));
+    return error_reply(std::move(r->str));
   return r;
 }
 
@@ -302,7 +315,7 @@ caf::expected<reply> client::eval(const script& s, const std::vector<std::string
     r = exec(argv);
   }
   if (r && r->is_error())
-    return make_error(ec::redis_error, std::move(r->str));
+    return error_reply(std::move(r->str));
   return r;
 }
 

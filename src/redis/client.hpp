@@ -3,7 +3,10 @@
 //
 // `client` owns one `redisContext`. Every call returns `caf::expected<T>`:
 //   - an error *reply* from Redis becomes `ec::redis_error` carrying Redis' text
-//     (the connection stays usable);
+//     (the connection stays usable) — except the replies of a Redis that
+//     cannot serve yet (LOADING its AOF after a restart, BUSY, MASTERDOWN,
+//     TRYAGAIN): the command did not run, so they are `ec::redis_unavailable`
+//     like an outage and callers retry;
 //   - a connect or IO failure (refused, reset, killed, timed out) becomes
 //     `ec::redis_unavailable`; the context is dropped and the next connect attempt
 //     is scheduled with exponential backoff (policy below). A call made before
@@ -153,6 +156,10 @@ public:
 private:
   /// Like command() but returns error replies as values.
   caf::expected<reply> exec(const std::vector<std::string>& argv);
+  /// An error reply as a caf::error: redis_unavailable for the replies of a
+  /// Redis that cannot serve yet (LOADING, BUSY, MASTERDOWN, TRYAGAIN: the
+  /// command did not run), else redis_error with Redis' text.
+  caf::error error_reply(std::string text) const;
   /// Drops the context after an IO failure, schedules the next attempt and
   /// returns the redis_unavailable error describing `what`.
   caf::error fail_io(const std::string& what);

@@ -9,6 +9,7 @@
 #include <string>
 #include <utility>
 
+#include "messages/error.hpp"
 #include "src/ports/ports.hpp"
 
 namespace batchq::test {
@@ -20,6 +21,8 @@ public:
   std::map<std::pair<std::string, std::string>, std::string> passwords;
   /// When set, every call fails with it.
   std::optional<caf::error> failure;
+  /// The next N password lookups fail with redis_unavailable.
+  int unreachable_passwords = 0;
   int cap_lookups = 0;
   int password_lookups = 0;
 
@@ -36,6 +39,10 @@ public:
     ++password_lookups;
     if (failure)
       return *failure;
+    if (unreachable_passwords > 0) {
+      --unreachable_passwords;
+      return make_error(ec::redis_unavailable, "fake Redis is down");
+    }
     auto i = passwords.find({user, dbuser});
     if (i == passwords.end())
       return std::optional<std::string>{};

@@ -383,6 +383,39 @@ CAF_TEST(a drain during the retries of a progress write ends the job without it)
   CAF_CHECK(sql->script->statements.empty());
 }
 
+CAF_TEST(a password that cannot be read because Redis is unreachable is read again later) {
+  env->unreachable_passwords = 2;
+  auto t = ticket(R"({"query": "SELECT 1"})");
+  self->send(runner, run_atom::value, t);
+  sched.run();
+  CAF_CHECK(sql->script->statements.empty());
+  advance_time(cfg.retry_initial);
+  sched.run();
+  CAF_CHECK(sql->script->statements.empty());
+  advance_time(cfg.retry_initial * 2);
+  sched.run();
+  auto o = outcome();
+  CAF_CHECK_EQUAL(o.status, "done");
+  CAF_CHECK_EQUAL(sql->script->sqls(), strings{"SELECT 1"});
+  CAF_CHECK_EQUAL(env->password_lookups, 3);
+}
+
+CAF_TEST(a timeout cap that cannot be read is read again and never replaced by the default) {
+  env->caps[user] = 1234;
+  env->failure = make_error(ec::redis_unavailable, "fake Redis is down");
+  auto t = ticket(R"({"query": "SELECT 1"})");
+  self->send(runner, run_atom::value, t);
+  sched.run();
+  CAF_CHECK(writes->entries.empty());
+  env->failure.reset();
+  advance_time(cfg.retry_initial);
+  sched.run();
+  auto o = outcome();
+  CAF_CHECK_EQUAL(o.status, "done");
+  CAF_REQUIRE_EQUAL(sql->script->statements.size(), 1u);
+  CAF_CHECK_EQUAL(sql->script->statements[0].timeout_ms, 1234);
+}
+
 CAF_TEST(missing credentials fail the job and its fallbacks without touching PostgreSQL) {
   env->passwords.clear();
   auto t = ticket(R"({"query": {"query": [
