@@ -5,6 +5,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -53,9 +54,11 @@ constexpr size_t max_grants_kept = 4096;
 /// Users whose host is looked up in one round trip.
 constexpr size_t host_batch = 64;
 
-/// Fairness: fewest statements run, then longest waiting (a sequence number,
-/// strictly ordered).
-using fair_key = std::pair<int64_t, uint64_t>;
+/// Serving order: first the users with work this node could not finish
+/// writing (its own fenced turns: settled before their leases run out in
+/// Redis, so no other node reports them lost), then fairness: fewest
+/// statements run, then longest waiting (a sequence number, strictly ordered).
+using fair_key = std::tuple<int, int64_t, uint64_t>;
 
 /// A user waiting in the line: holds nothing in Redis.
 struct waiting_user {
@@ -63,7 +66,11 @@ struct waiting_user {
   int64_t statements_run = 0;
   uint64_t since = 0;
   std::vector<unsettled_job> carry;
-  fair_key key() const { return {statements_run, since}; }
+  /// The token of this node's last turn of the user when it ended fenced.
+  std::string inherit;
+  fair_key key() const {
+    return {carry.empty() && inherit.empty() ? 1 : 0, statements_run, since};
+  }
 };
 
 /// A turn running on this node.
@@ -81,6 +88,8 @@ struct running_turn {
   bool wanted = false;
   int64_t statements_run = 0;
   uint64_t since = 0;
+  /// The lease this turn was told to take over (turn_grant::inherit).
+  std::string inherit;
   std::shared_ptr<pg::lease_deadline> deadline;
   time_point deadline_at;
 };
@@ -167,7 +176,7 @@ int64_t running_count(const scheduler_state& st, const std::string& host) {
 /// user's host when known (a user back from a turn), else the cache's.
 void enqueue(self_ptr self, const std::string& user, int64_t statements_run,
              std::vector<unsettled_job> carry, std::optional<uint64_t> since = std::nullopt,
-             std::optional<std::string> host = std::nullopt) {
+             std::optional<std::string> host = std::nullopt, std::string inherit = {}) {
   auto& st = self->state;
   if (st.line.count(user) > 0 || st.turns.count(user) > 0)
     return;
@@ -175,6 +184,7 @@ void enqueue(self_ptr self, const std::string& user, int64_t statements_run,
   w.statements_run = statements_run;
   w.since = since ? *since : ++st.seq;
   w.carry = std::move(carry);
+  w.inherit = std::move(inherit);
   w.host = std::move(host);
   auto c = st.host_cache.find(user);
   if (!w.host && c != st.host_cache.end()
@@ -271,6 +281,8 @@ void start_turn(self_ptr self, const std::string& user) {
   g.lease_ttl_ms = st.cfg.lease_ttl.count();
   g.budget = st.draining ? 0 : someone_waits_for(st, t.host) ? 1 : st.cfg.turn_jobs;
   g.carry = std::move(w.carry);
+  g.inherit = std::move(w.inherit);
+  t.inherit = g.inherit;
   t.yielded = g.budget <= 1;
   auto now = self->clock().now();
   t.queue = st.make_queue(self->system(), g, caf::actor_cast<scheduler_actor>(self));
@@ -479,14 +491,17 @@ void on_ended(self_ptr self, turn_report& r) {
       // Another node serves the user (and settles its work in progress).
       break;
     case turn_end::full:
+      // Nothing was taken; a lease to take over is still to take over.
       st.full.insert(t.host);
       if (!st.draining || !r.carry.empty())
-        enqueue(self, r.user, statements, std::move(r.carry), t.since, t.host);
+        enqueue(self, r.user, statements, std::move(r.carry), t.since, t.host, t.inherit);
       break;
     case turn_end::fenced:
-      // The slot expires in Redis; the user waits with what it could not write.
+      // The slot expires in Redis; the user waits with what it could not
+      // write, and its next turn here takes over this turn's lease if Redis
+      // still has it (renewals may have landed late: it would be `busy`).
       if (!st.draining || !r.carry.empty())
-        enqueue(self, r.user, statements, std::move(r.carry), t.since, t.host);
+        enqueue(self, r.user, statements, std::move(r.carry), t.since, t.host, r.token);
       break;
   }
   maybe_finish_drain(self);

@@ -12,6 +12,7 @@
 #include "actors/spawn.hpp"
 #include "messages/error.hpp"
 #include "src/config/settings.hpp"
+#include "src/job/clock.hpp"
 #include "src/job/record.hpp"
 #include "src/job/status.hpp"
 #include "src/log/log.hpp"
@@ -20,8 +21,10 @@ namespace batchq {
 
 user_queue_settings user_queue_settings::from(const settings& s) {
   user_queue_settings x;
+  x.node_id = s.cluster_node_id;
   x.on_node_loss = s.batch_on_node_loss == on_node_loss::requeue ? job::node_loss_mode::requeue
                                                                  : job::node_loss_mode::fail;
+  x.defer_window = std::chrono::milliseconds{2 * s.batch_lease_ttl};
   return x;
 }
 
@@ -148,6 +151,8 @@ turn_request make_request(self_ptr self, turn_part part) {
   r.capacity = g.capacity;
   r.lease_ttl_ms = g.lease_ttl_ms;
   r.part = part;
+  if (part == turn_part::next)
+    r.inherit = g.inherit;
   return r;
 }
 
@@ -228,8 +233,15 @@ void on_turn_answer(self_ptr self, turn_answer& a) {
     case turn_outcome::job:
       tell_started(self);
       st.g.carry.clear(); // no orphan left: nothing carried is in progress any more
-      if (ended_if_fenced(self))
+      if (st.fenced) {
+        // Claimed after the deadline passed (the answer came late): the job
+        // never started; the next turn here puts it back untouched.
+        const auto& t = a.jobs.front();
+        st.unwritten =
+          unsettled_job{t.job_id, st.g.token, "running", "running", {}, {}};
+        ended_if_fenced(self);
         return;
+      }
       if (st.g.budget <= 0 || st.stopping) {
         // A settle-only turn (drain): the claimed job goes straight back.
         auto& t = a.jobs.front();
@@ -377,6 +389,19 @@ void run_job(self_ptr self, job_ticket ticket) {
         st.fenced = true;
         ended_if_fenced(self);
       });
+}
+
+/// Whether `orphan` should be left to its own node for now: another node,
+/// still registered, that wrote the job recently (within defer_window).
+bool defer(self_ptr self, const job_ticket& orphan) {
+  auto& st = self->state;
+  auto node = field_or(orphan.record, "node");
+  if (!orphan.owner_alive || node.empty() || node == st.cfg.node_id)
+    return false;
+  auto updated = job::parse_iso8601(field_or(orphan.record, "updated_at"));
+  if (!updated)
+    return false;
+  return std::chrono::system_clock::now() - *updated < st.cfg.defer_window;
 }
 
 /// The unsettled job of the grant that `orphan` is (same id and claim), if any.
@@ -539,10 +564,22 @@ void settle_next_orphan(self_ptr self) {
   }
   auto orphan = std::move(st.orphans.front());
   st.orphans.pop_front();
-  if (auto u = take_carry(self, orphan))
+  if (auto u = take_carry(self, orphan)) {
     settle_own(self, orphan, *u);
-  else
-    settle_lost(self, orphan);
+    return;
+  }
+  if (defer(self, orphan)) {
+    auto fs = who(self);
+    fs.emplace_back("job_id", orphan.job_id);
+    fs.emplace_back("node", field_or(orphan.record, "node"));
+    log::info("orphan left to its node, which is still registered", fs);
+    st.orphans.clear();
+    step(self, make_request(self, turn_part::release),
+         [=](turn_answer&) { end(self, turn_end::busy); },
+         [=](const caf::error&) { end(self, turn_end::busy); });
+    return;
+  }
+  settle_lost(self, orphan);
 }
 
 /// The retry timer: the current step again, or the orphan at the front.

@@ -76,6 +76,8 @@ struct settings;
 using job_runner_factory = std::function<job_runner_actor(caf::actor_system&)>;
 
 struct user_queue_settings {
+  /// This node (cluster.node-id): its own orphans are never deferred.
+  std::string node_id;
   /// batch.on-node-loss: what becomes of an orphan of a dead node.
   job::node_loss_mode on_node_loss = job::node_loss_mode::fail;
   /// Bound on each request to the status actor (a late answer is a retry).
@@ -85,6 +87,9 @@ struct user_queue_settings {
   std::chrono::milliseconds retry_max{1000};
   /// How long one attempt to stop an orphan's backends may take.
   std::chrono::milliseconds backend_stop_bound{10000};
+  /// An orphan whose node is still registered and that was written less than
+  /// this long ago is left to its node for now (2 x batch.lease-ttl).
+  std::chrono::milliseconds defer_window{10000};
   /// Spawn the blocking helper detached (production) or on the scheduler (tests).
   bool detached_helpers = true;
 

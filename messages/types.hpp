@@ -49,6 +49,9 @@ struct job_ticket {
   std::string lease_token;
   /// The job's hash as read (after the claim).
   field_pairs record;
+  /// For an orphan: the node named in its `node` field is still registered
+  /// (batch:nodes:{node}), so it may still come to settle it itself.
+  bool owner_alive = false;
 };
 
 /// What one job write inside a turn step does (SPEC §3.3, §7).
@@ -96,6 +99,9 @@ struct turn_request {
   int64_t capacity = 4;
   int64_t lease_ttl_ms = 5000;
   turn_part part = turn_part::none;
+  /// The token of this node's previous turn of the user, fenced and ended
+  /// ("" = none): `next` takes over a lease still held by it.
+  std::string inherit;
   /// At most one write.
   std::vector<job_write> write;
 };
@@ -187,6 +193,9 @@ struct turn_grant {
   int32_t budget = 1;
   /// Jobs of this user the node could not finish writing (0 or 1).
   std::vector<unsettled_job> carry;
+  /// The token of this node's previous turn of the user when it ended fenced
+  /// (its lease may still be alive in Redis): this turn takes it over.
+  std::string inherit;
 };
 
 /// Why a turn ended.
@@ -273,7 +282,8 @@ struct scheduler_stats {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_ticket& x) {
-  return f(caf::meta::type_name("job_ticket"), x.job_id, x.user, x.lease_token, x.record);
+  return f(caf::meta::type_name("job_ticket"), x.job_id, x.user, x.lease_token, x.record,
+           x.owner_alive);
 }
 
 template <class Inspector>
@@ -285,7 +295,7 @@ typename Inspector::result_type inspect(Inspector& f, job_write& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, turn_request& x) {
   return f(caf::meta::type_name("turn_request"), x.user, x.token, x.host, x.slot, x.capacity,
-           x.lease_ttl_ms, x.part, x.write);
+           x.lease_ttl_ms, x.part, x.inherit, x.write);
 }
 
 template <class Inspector>
@@ -308,7 +318,7 @@ typename Inspector::result_type inspect(Inspector& f, unsettled_job& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, turn_grant& x) {
   return f(caf::meta::type_name("turn_grant"), x.user, x.token, x.host, x.slot, x.capacity,
-           x.lease_ttl_ms, x.budget, x.carry);
+           x.lease_ttl_ms, x.budget, x.carry, x.inherit);
 }
 
 template <class Inspector>
@@ -346,7 +356,7 @@ typename Inspector::result_type inspect(Inspector& f, scheduler_stats& x) {
 
 inline bool operator==(const job_ticket& a, const job_ticket& b) {
   return a.job_id == b.job_id && a.user == b.user && a.lease_token == b.lease_token
-         && a.record == b.record;
+         && a.record == b.record && a.owner_alive == b.owner_alive;
 }
 inline bool operator==(const job_write& a, const job_write& b) {
   return a.job_id == b.job_id && a.expected_status == b.expected_status
@@ -356,7 +366,7 @@ inline bool operator==(const job_write& a, const job_write& b) {
 inline bool operator==(const turn_request& a, const turn_request& b) {
   return a.user == b.user && a.token == b.token && a.host == b.host && a.slot == b.slot
          && a.capacity == b.capacity && a.lease_ttl_ms == b.lease_ttl_ms && a.part == b.part
-         && a.write == b.write;
+         && a.inherit == b.inherit && a.write == b.write;
 }
 inline bool operator==(const turn_answer& a, const turn_answer& b) {
   return a.applied == b.applied && a.what == b.what && a.jobs == b.jobs
@@ -374,7 +384,7 @@ inline bool operator==(const unsettled_job& a, const unsettled_job& b) {
 inline bool operator==(const turn_grant& a, const turn_grant& b) {
   return a.user == b.user && a.token == b.token && a.host == b.host && a.slot == b.slot
          && a.capacity == b.capacity && a.lease_ttl_ms == b.lease_ttl_ms
-         && a.budget == b.budget && a.carry == b.carry;
+         && a.budget == b.budget && a.carry == b.carry && a.inherit == b.inherit;
 }
 inline bool operator==(const turn_report& a, const turn_report& b) {
   return a.user == b.user && a.token == b.token && a.why == b.why && a.jobs == b.jobs

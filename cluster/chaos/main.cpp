@@ -520,6 +520,7 @@ int run(const options& opt) {
     auto r = n->proc.stop(SIGTERM, 40s);
     if (!r || r->killed || r->status != 0) {
       ++bad_exits;
+      w.fault_log.push_back(n->id + " did not exit 0 after SIGTERM");
       say(n->id + " did not exit 0 after SIGTERM: "
           + (r ? dev::child_process::describe(r->status) : std::string{"?"}) + "\n"
           + dev::log_tail(n->log_path, 15));
@@ -527,14 +528,17 @@ int run(const options& opt) {
   }
   auto facts = collect(w);
   auto v = check(facts);
-  std::cout << "[chaos] result of run " << w.run << " (mode " << opt.mode << ")\n"
-            << "  faults:\n";
+  std::ostringstream report;
+  report << "[chaos] result of run " << w.run << " (mode " << opt.mode << ")\n"
+         << "  faults:\n";
   for (auto& f : w.fault_log)
-    std::cout << "    " << f << "\n";
-  std::cout << "  drained in " << fixed(drain_s) << " s (" << main_jobs << " jobs + "
-            << opt.herd << " herd jobs)\n"
-            << "  node exits not 0: " << bad_exits << "\n"
-            << to_string(v);
+    report << "    " << f << "\n";
+  report << "  drained in " << fixed(drain_s) << " s (" << main_jobs << " jobs + " << opt.herd
+         << " herd jobs)\n"
+         << "  node exits not 0: " << bad_exits << "\n"
+         << to_string(v);
+  std::cout << report.str();
+  std::ofstream{w.dir + "/report.txt"} << report.str();
   w.redis->stop();
   if (!opt.keep && v.ok() && bad_exits == 0) {
     drop_postgres(w);

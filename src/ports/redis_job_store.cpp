@@ -62,6 +62,7 @@ caf::expected<turn_answer> redis_job_store::turn(const turn_request& r, const fi
   a.capacity = r.capacity;
   a.ttl = std::chrono::milliseconds{r.lease_ttl_ms};
   a.part = part_of(r.part);
+  a.inherit = r.inherit;
   if (a.part == redis::turn_part::next)
     a.claim = to_list(claim);
   if (!r.write.empty()) {
@@ -85,7 +86,8 @@ caf::expected<turn_answer> redis_job_store::turn(const turn_request& r, const fi
   out.what = outcome_of(rep->what);
   out.queue_length = rep->queue_length;
   for (auto& j : rep->jobs)
-    out.jobs.push_back(job_ticket{std::move(j.job_id), r.user, r.token, to_pairs(j.fields)});
+    out.jobs.push_back(
+      job_ticket{std::move(j.job_id), r.user, r.token, to_pairs(j.fields), j.owner_alive});
   return out;
 }
 

@@ -113,6 +113,8 @@ struct dequeued_job {
   std::string job_id;
   /// The job's hash after `claim_fields` were written.
   field_map fields;
+  /// For an orphan: the node named in its `node` field is still registered.
+  bool owner_alive = false;
 };
 
 struct cancel_outcome {

@@ -71,6 +71,8 @@ caf::expected<turn_reply> turn_step(client& c, const turn_args& a) {
   } else {
     args.insert(args.end(), {"", "", "", "", "progress", "0"});
   }
+  args.push_back(a.inherit);
+  args.push_back(str(keys::node_prefix));
   args.push_back(std::to_string(a.claim.size() * 2));
   detail::append_pairs(args, a.claim);
   if (a.write) {
@@ -115,7 +117,15 @@ caf::expected<turn_reply> turn_step(client& c, const turn_args& a) {
     ok = r->elements.size() == 4 && read_jobs(*r, 2, out.jobs);
   } else if (what == "recover") {
     out.what = turn_reply::outcome::recover;
-    ok = r->elements.size() >= 4 && read_jobs(*r, 2, out.jobs);
+    ok = r->elements.size() >= 5 && (r->elements.size() - 2) % 3 == 0;
+    for (size_t i = 2; ok && i + 2 < r->elements.size(); i += 3) {
+      const auto& id = r->elements[i];
+      const auto& hash = r->elements[i + 1];
+      const auto& alive = r->elements[i + 2];
+      ok = id.is_string() && hash.is_array() && alive.is_integer();
+      if (ok)
+        out.jobs.push_back(dequeued_job{id.str, detail::to_map(hash), alive.integer == 1});
+    }
   } else if (what == "released") {
     out.what = turn_reply::outcome::released;
     ok = r->elements.size() == 3 && r->elements[2].is_integer();

@@ -69,6 +69,9 @@ struct turn_args {
   int64_t capacity = 4;
   std::chrono::milliseconds ttl{5000};
   turn_part part = turn_part::none;
+  /// The token of this node's previous turn of the user when it was fenced
+  /// and has ended ("" = none): "next" takes a lease still held by it.
+  std::string inherit;
   std::optional<turn_write> write;
   /// Written into the claimed job by "next" (status running, node,
   /// updated_at); claim := token is added by the script.

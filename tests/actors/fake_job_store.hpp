@@ -68,6 +68,9 @@ public:
   std::vector<std::string> published;
   /// The most slots ever held at once per host.
   std::map<std::string, size_t> max_slots;
+  /// Nodes registered (batch:nodes:{id}): an orphan of one is answered with
+  /// owner_alive.
+  std::set<std::string> live_nodes;
 
   int fail_next = 0;
   caf::error fail_with = make_error(ec::redis_unavailable, "fake Redis is down");
@@ -243,6 +246,8 @@ private:
       return a;
     }
     auto& q = queues[r.user];
+    if (!r.inherit.empty() && leases.count(r.user) > 0 && leases[r.user] == r.inherit)
+      leases.erase(r.user); // this node's own fenced, ended turn: taken over
     bool held = holds(r);
     if (!held) {
       if (q.empty() && wip[r.user].empty()) {
@@ -283,7 +288,8 @@ private:
           return a;
         }
       } else {
-        a.jobs.push_back(job_ticket{id, r.user, r.token, jobs[id]});
+        a.jobs.push_back(
+          job_ticket{id, r.user, r.token, jobs[id], live_nodes.count(get(id, "node")) > 0});
       }
     }
     if (wip.count(r.user) > 0 && wip[r.user].empty())

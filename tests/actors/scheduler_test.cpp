@@ -492,6 +492,8 @@ CAF_TEST(a turn is fenced at its lease deadline when no renewal answers) {
   CAF_REQUIRE_EQUAL(w->grants[1].carry.size(), 1u);
   CAF_CHECK_EQUAL(w->grants[1].carry[0].job_id, "j1");
   CAF_CHECK_NOT_EQUAL(w->grants[1].token, w->grants[0].token);
+  // It takes over the fenced turn's lease, which Redis may still hold.
+  CAF_CHECK_EQUAL(w->grants[1].inherit, w->grants[0].token);
 }
 
 CAF_TEST(renewals keep a long turn alive and the lease deadline in the registry moves) {

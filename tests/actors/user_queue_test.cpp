@@ -321,6 +321,63 @@ CAF_TEST(a lease lost at the final write ends the turn fenced carrying the true 
   CAF_CHECK(report().carry.empty());
 }
 
+CAF_TEST(the next turn takes over the lease its fenced turn still holds in redis) {
+  auto a = add_job("A");
+  auto b = add_job("B");
+  user_queue_actor q;
+  sql->script->answers["A"] = test::fake_answer::hook([&] {
+    registry->cancel_user("alice", "tok1", stop_reason::lease_lost);
+    self->send(q, fence_atom::value, std::string{"tok1"});
+  });
+  q = spawn_user_queue(sys, cfg, grant("tok1"), scheduler, deps);
+  self->send(q, run_atom::value);
+  sched.run();
+  auto r = report();
+  // The renewals had landed after all: Redis still gives the lease to tok1.
+  CAF_CHECK_EQUAL(store->leases["alice"], "tok1");
+  sql->script->answers.erase("A");
+  h->ended.clear();
+  auto g = grant("tok2");
+  g.carry = r.carry;
+  g.inherit = "tok1";
+  start(g);
+  CAF_CHECK_EQUAL(to_string(report().why), std::string{"idle"});
+  CAF_CHECK_EQUAL(status_of(a), "done");
+  CAF_CHECK(!store->has(a, "failed_reason"));
+  CAF_CHECK_EQUAL(status_of(b), "done");
+  CAF_CHECK(backends->stopped.empty());
+}
+
+CAF_TEST(a claim answered after the fence is carried and put back untouched by the next turn) {
+  auto a = add_job("A");
+  auto b = add_job("B");
+  // The claim lands in Redis but its answer arrives only after the fence.
+  user_queue_actor q;
+  store->before_turn = [&](const turn_request&) {
+    self->send(q, fence_atom::value, std::string{"tok1"});
+  };
+  q = spawn_user_queue(sys, cfg, grant("tok1"), scheduler, deps);
+  self->send(q, run_atom::value);
+  sched.run();
+  store->before_turn = nullptr;
+  auto r = report();
+  CAF_CHECK_EQUAL(to_string(r.why), std::string{"fenced"});
+  CAF_REQUIRE_EQUAL(r.carry.size(), 1u);
+  CAF_CHECK_EQUAL(r.carry[0].job_id, a);
+  CAF_CHECK(sql->script->statements.empty());
+  CAF_CHECK_EQUAL(status_of(a), "running"); // claimed, never run
+  h->ended.clear();
+  auto g = grant("tok2");
+  g.carry = r.carry;
+  g.inherit = "tok1";
+  start(g);
+  CAF_CHECK(backends->stopped.empty()); // its own claim: no backend to stop, not lost
+  CAF_CHECK(!store->has(a, "failed_reason"));
+  CAF_CHECK_EQUAL(status_of(a), "done");
+  CAF_CHECK_EQUAL(status_of(b), "done");
+  CAF_CHECK_EQUAL(sql->script->sqls(), strings({"A", "B"}));
+}
+
 CAF_TEST(an orphan of a dead node is failed as lost only after its backends are stopped) {
   auto a = add_job("A");
   auto b = add_job("B");
@@ -337,6 +394,31 @@ CAF_TEST(an orphan of a dead node is failed as lost only after its backends are 
                   "job interrupted: node node-dead was lost while running it");
   CAF_CHECK_EQUAL(sql->script->sqls(), strings{"B"});
   CAF_CHECK_EQUAL(status_of(b), "done");
+}
+
+CAF_TEST(an orphan whose node is still registered and wrote it just now is left to that node) {
+  auto a = add_job("A");
+  add_job("B");
+  orphan(a, "node-b", "b-token");
+  store->live_nodes = {"node-b"};
+  start(grant());
+  auto r = report();
+  CAF_CHECK_EQUAL(to_string(r.why), std::string{"busy"});
+  CAF_CHECK(backends->stopped.empty());
+  CAF_CHECK(sql->script->statements.empty());
+  CAF_CHECK_EQUAL(status_of(a), "running");
+  CAF_CHECK_EQUAL(store->get(a, "claim"), "b-token");
+  CAF_CHECK_EQUAL(store->leases.count("alice"), 0u); // given back for node-b to take
+}
+
+CAF_TEST(an orphan of a registered node that has not written it for long is recovered) {
+  cfg.defer_window = std::chrono::milliseconds{0};
+  auto a = add_job("A");
+  orphan(a, "node-b", "b-token");
+  store->live_nodes = {"node-b"};
+  start(grant());
+  CAF_CHECK_EQUAL(backends->stopped, strings{a});
+  CAF_CHECK_EQUAL(status_of(a), "failed");
 }
 
 CAF_TEST(with on node loss requeue an orphan resumes at its interrupted step before later jobs) {

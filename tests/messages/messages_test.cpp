@@ -60,7 +60,7 @@ TEST_F(system_fixture, JobTicketRoundTrips) {
 TEST_F(system_fixture, TurnRequestAndAnswerRoundTrip) {
   job_write w{"j1", "running", "tok", "done", write_kind::final, {{"status", "done"}},
               {"failed_reason"}};
-  turn_request r{"ana", "tok", "db1", "slot", 4, 5000, turn_part::next, {w}};
+  turn_request r{"ana", "tok", "db1", "slot", 4, 5000, turn_part::next, "old-tok", {w}};
   EXPECT_EQ(round_trip(w), w);
   EXPECT_EQ(round_trip(r), r);
   EXPECT_EQ(message_round_trip(r), r);
@@ -80,7 +80,7 @@ TEST_F(system_fixture, JobOutcomeRoundTrips) {
 
 TEST_F(system_fixture, TurnGrantAndReportRoundTrip) {
   unsettled_job u{"j1", "tok-1", "running", "done", {{"status", "done"}}, {"failed_reason"}};
-  turn_grant g{"ana", "tok-2", "db1", "slot", 4, 5000, 1, {u}};
+  turn_grant g{"ana", "tok-2", "db1", "slot", 4, 5000, 1, {u}, "tok-1"};
   EXPECT_EQ(round_trip(g), g);
   EXPECT_EQ(message_round_trip(g), g);
   turn_report r{"ana", "tok-2", turn_end::fenced, 2, 5, 1, 0, 7, {u}};

@@ -132,6 +132,21 @@ TEST_F(turn_fixture, ALeaseHeldByAnotherTokenIsBusyAndNothingIsTaken) {
   EXPECT_EQ(field(ids[0], "status"), "pending");
 }
 
+TEST_F(turn_fixture, ANextTurnOfTheSameNodeTakesOverTheLeaseOfItsFencedTurnButNoOtherOne) {
+  create(2);
+  step(args("fenced", turn_part::next)); // its deadline passed here; Redis still has the lease
+  auto plain = step(args("t2", turn_part::next));
+  EXPECT_EQ(plain.what, outcome::busy);
+  auto a = args("t2", turn_part::next);
+  a.inherit = "someone-else";
+  EXPECT_EQ(step(a).what, outcome::busy);
+  a.inherit = "fenced";
+  auto r = step(a);
+  ASSERT_EQ(r.what, outcome::recover); // the fenced turn's job is an orphan to settle
+  EXPECT_EQ(r.jobs[0].job_id, ids[0]);
+  EXPECT_EQ(value_or(lease_holder(u.c, u.name), std::nullopt), "t2");
+}
+
 TEST_F(turn_fixture, AHostAtCapacityIsFullAndNothingIsKept) {
   create(1);
   must(u.c, {"ZADD", keys::capacity(host), "99999999999999", "someone-else"});

@@ -116,7 +116,7 @@ std::unique_ptr<serve_node> node_on(uint16_t port, std::vector<std::string> extr
 
 /// Whether the statements of `a` and `b` are both running right now.
 bool both_active(sql& db, const std::string& a, const std::string& b) {
-  return db.statement_active(a) && db.statement_active(b);
+  return db.statement_active(a, "select pg_sleep") && db.statement_active(b, "select pg_sleep");
 }
 
 struct faults_test : ::testing::Test {
@@ -133,7 +133,7 @@ TEST_F(faults_test, WithGraceZeroSigtermRequeuesTheRunningJobAtTheHeadAndTheNext
   auto node = node_on(redis.port(), {"--batch.shutdown-grace=0"});
   auto first = ps.enqueue("grace0", "select pg_sleep(3); insert into " + t
                                       + " values ('first', clock_timestamp(), null)");
-  ASSERT_TRUE(wait_until([&] { return db.statement_active(first); }, 10s));
+  ASSERT_TRUE(wait_until([&] { return db.statement_active(first, "select pg_sleep"); }, 10s));
   auto later = ps.enqueue("grace0", "insert into " + t + " values ('later', clock_timestamp(), null)");
   auto t0 = clock::now();
   auto code = node->stop(20s);
@@ -168,7 +168,7 @@ TEST_F(faults_test, ADrainThatCannotWriteTheJobBackSaysSoAndExitsNonZero) {
   ps.add_user("nowrite");
   auto node = node_on(redis.port(), {"--batch.shutdown-grace=0", "--batch.lease-ttl=1000"});
   auto id = ps.enqueue("nowrite", "select pg_sleep(20)");
-  ASSERT_TRUE(wait_until([&] { return db.statement_active(id); }, 10s));
+  ASSERT_TRUE(wait_until([&] { return db.statement_active(id, "select pg_sleep"); }, 10s));
   redis.kill(); // gone for good
   auto code = node->stop(60s);
   ASSERT_TRUE(code.has_value()) << "the node did not exit";
@@ -220,7 +220,7 @@ TEST_F(faults_test, AJobRunningWhileRedisIsKilledAndRestartedFromItsAofEndsDoneA
   auto id = ps.enqueue("aof", "select pg_sleep(2); insert into " + t
                                 + " values ('once', clock_timestamp(), null)");
   auto next = ps.enqueue("aof", "insert into " + t + " values ('next', clock_timestamp(), null)");
-  ASSERT_TRUE(wait_until([&] { return db.statement_active(id); }, 10s));
+  ASSERT_TRUE(wait_until([&] { return db.statement_active(id, "select pg_sleep"); }, 10s));
   ASSERT_TRUE(redis.restart());
   ASSERT_TRUE(ps.wait_final(id, 20s));
   ASSERT_TRUE(ps.wait_final(next, 20s));
@@ -244,7 +244,7 @@ TEST_F(faults_test, AStatusWriteLostToAKilledRedisConnectionIsRetriedAndTheJobEn
                                         + std::to_string(i) + "', clock_timestamp(), null)"));
   // Drop every client connection while the jobs run, several times.
   for (int k = 0; k < 6; ++k) {
-    wait_until([&] { return db.statement_active(ids[static_cast<size_t>(k % 5)]); }, 2s, 5ms);
+    wait_until([&] { return db.statement_active(ids[static_cast<size_t>(k % 5)], "select pg_sleep"); }, 2s, 5ms);
     redis::client admin{redis::endpoint{"127.0.0.1", redis.port(), 0}};
     admin.command({"CLIENT", "KILL", "TYPE", "normal"});
   }

@@ -333,10 +333,12 @@ public:
     return t;
   }
 
-  /// Whether a backend is running a statement tagged `/* <job_id> */`.
-  bool statement_active(const std::string& job_id) {
+  /// Whether a backend is running a statement tagged `/* <job_id> */` (whose
+  /// text after the tag starts with `sql`, when given: the tag is also on the
+  /// `SET statement_timeout` that may precede a statement).
+  bool statement_active(const std::string& job_id, const std::string& sql = "") {
     auto r = exec("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE "
-                  + conn_.quote("/* " + job_id + " */%"));
+                  + conn_.quote("/* " + job_id + " */ " + sql + "%"));
     return r[0][0].as<int>() > 0;
   }
 

@@ -376,7 +376,7 @@ TEST_F(serve_test, ARunningStatementIsCancelledWithBatchqCancelWithinOneSecond) 
   auto node = start_node();
   auto user = st.create_user("cancel");
   auto id = st.enqueue_carto({user, "select pg_sleep(10)", {}});
-  ASSERT_TRUE(wait_until([&] { return db.statement_active(id); }, 10s))
+  ASSERT_TRUE(wait_until([&] { return db.statement_active(id, "select pg_sleep"); }, 10s))
     << "the statement never started; status " << st.status(id);
 
   auto t0 = clock::now();
@@ -417,13 +417,13 @@ TEST_F(serve_test, WhenTheOwningNodeIsGoneBatchqCancelStopsTheStatementWithPgCan
   auto node = start_node();
   auto user = st.create_user("cancel");
   auto id = st.enqueue_carto({user, "select pg_sleep(10)", {}});
-  ASSERT_TRUE(wait_until([&] { return db.statement_active(id); }, 10s))
+  ASSERT_TRUE(wait_until([&] { return db.statement_active(id, "select pg_sleep"); }, 10s))
     << "the statement never started; status " << st.status(id);
   // A crash: the registration stays (until its TTL) but nobody listens on its
   // port, and PostgreSQL keeps running the orphaned pg_sleep.
   node->process().signal(SIGKILL);
   ASSERT_TRUE(node->process().wait_exit(10s));
-  ASSERT_TRUE(db.statement_active(id));
+  ASSERT_TRUE(db.statement_active(id, "select pg_sleep"));
 
   auto t0 = clock::now();
   auto args = std::vector<std::string>{"cancel", id, "--direct"};
@@ -492,7 +492,7 @@ TEST_F(serve_test, SigtermDuringARunningJobRequeuesItAtTheHeadAndAnotherNodeFini
        carto_multiple({"select pg_sleep(3)",
                        "insert into " + t + " values ('long', clock_timestamp(), null)"}),
        {}});
-    ASSERT_TRUE(wait_until([&] { return db.statement_active(long_id); }, 10s))
+    ASSERT_TRUE(wait_until([&] { return db.statement_active(long_id, "select pg_sleep"); }, 10s))
       << "status " << st.status(long_id);
     later_id = st.enqueue_carto(
       {user, "insert into " + t + " values ('later', clock_timestamp(), null)", {}});
@@ -545,13 +545,13 @@ TEST_F(serve_test, AKilledNodesRunningJobFailsAsInterruptedOnAnotherNodeAndItsBa
   auto user = st.create_user("crash");
   auto a = start_node(crash_flags);
   auto id = st.enqueue_carto({user, "select pg_sleep(30)", {}});
-  ASSERT_TRUE(wait_until([&] { return db.statement_active(id); }, 10s))
+  ASSERT_TRUE(wait_until([&] { return db.statement_active(id, "select pg_sleep"); }, 10s))
     << "the statement never started; status " << st.status(id);
   a->process().signal(SIGKILL);
   ASSERT_TRUE(a->process().wait_exit(10s));
   auto t0 = clock::now();
   EXPECT_EQ(st.status(id), "running");
-  EXPECT_TRUE(db.statement_active(id)) << "PostgreSQL keeps running the orphaned statement";
+  EXPECT_TRUE(db.statement_active(id, "select pg_sleep")) << "PostgreSQL keeps running the orphaned statement";
 
   auto b = start_node(crash_flags);
   ASSERT_TRUE(st.wait_status(id, {"done", "failed", "cancelled", "pending"}, 15s));
@@ -585,7 +585,7 @@ TEST_F(serve_test, WithOnNodeLossRequeueAKilledNodesJobResumesAtTheInterruptedSt
      carto_multiple({"insert into " + t + " values ('step1', clock_timestamp(), null)",
                      "select pg_sleep(2)"}),
      {}});
-  ASSERT_TRUE(wait_until([&] { return db.statement_active(id); }, 10s))
+  ASSERT_TRUE(wait_until([&] { return db.statement_active(id, "select pg_sleep"); }, 10s))
     << "step 2 never started; status " << st.status(id);
   a->process().signal(SIGKILL);
   ASSERT_TRUE(a->process().wait_exit(10s));

@@ -22,13 +22,15 @@
 --
 -- "next" in detail. Nothing queued and nothing in progress: the user leaves
 -- the queue index, nothing is taken -> {"empty"}. Lease held by another
--- token -> {"busy"}. Host at capacity -> lease given back if this call held
+-- token (but the inherited one) -> {"busy"}. Host at capacity -> lease given back if this call held
 -- it -> {"full"}. Then work in progress, oldest first: an id without hash or
 -- with a final status is dropped; a pending one goes back to the queue head;
 -- a running one claimed by THIS token is this turn's own job whose claim
 -- reply was lost -> {"job", id, hash} again (so a retry never skips a job);
--- running under another claim -> {"recover", id, hash, ...}: orphans the
--- caller must settle (lease and slot held) before any later job runs. Else
+-- running under another claim -> {"recover", id, hash, alive, ...}: orphans
+-- the caller must settle (lease and slot held) before any later job runs;
+-- `alive` is 1 when the node named in the job's `node` field is still
+-- registered (batch:nodes:{node}), so its own unsettled state may come. Else
 -- the next pending id is popped (ids no longer pending are dropped), the
 -- claim fields and claim := token are written, the id enters work in
 -- progress -> {"job", id, hash}. Queue empty after all: lease and slot given
@@ -49,13 +51,17 @@
 -- ARGV[10] its expected status       ARGV[11] its expected claim ("" = none stored)
 -- ARGV[12] status written            ARGV[13] "progress" | "final" | "requeue"
 -- ARGV[14] TTL in seconds of a final job (<= 0: none)
--- ARGV[15] m: count of claim items that follow (field, value, ...; for "next")
--- ARGV[16 .. 15+m]                   claim fields (status running, node, updated_at)
--- ARGV[16+m] n: count of field names to delete from the written job (HDEL)
+-- ARGV[15] token this turn inherits the lease from ("" = none): the token of
+--          the same node's previous turn of this user, which was fenced and
+--          has ended; "next" takes a lease still held by it as if it were free
+-- ARGV[16] node registry key prefix ("batch:nodes:")
+-- ARGV[17] m: count of claim items that follow (field, value, ...; for "next")
+-- ARGV[18 .. 17+m]                   claim fields (status running, node, updated_at)
+-- ARGV[18+m] n: count of field names to delete from the written job (HDEL)
 -- then n names, then field, value, ... to set on the written job
 --
 -- Returns {write, turn...}: write = "written" | "applied" | "none"; turn =
---   "none" | "empty" | "busy" | "full" | "job", id, hash | "recover", id, hash, ... |
+--   "none" | "empty" | "busy" | "full" | "job", id, hash | "recover", id, hash, alive, ... |
 --   "released", queue length.
 -- Errors (nothing changed): "LEASE_LOST <user>", "JOB_NOT_FOUND <job_id>",
 --   "STATUS_CHANGED <status>" (status or claim differ), "BAD_ARGS ...".
@@ -63,12 +69,14 @@
 local user, token = ARGV[1], ARGV[2]
 local ttl, capacity = tonumber(ARGV[3]), tonumber(ARGV[4])
 local slot, prefix, channel, part = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local m = tonumber(ARGV[15])
+local inherit = ARGV[15]
+local node_prefix = ARGV[16]
+local m = tonumber(ARGV[17])
 if not ttl or not capacity or not m or m % 2 ~= 0 then
   return redis.error_reply('BAD_ARGS turn needs numeric ttl, capacity and claim count')
 end
-local n = tonumber(ARGV[16 + m])
-if not n or (#ARGV - 16 - m - n) % 2 ~= 0 then
+local n = tonumber(ARGV[18 + m])
+if not n or (#ARGV - 18 - m - n) % 2 ~= 0 then
   return redis.error_reply('BAD_ARGS turn needs a delete count and field/value pairs')
 end
 local final_statuses = {done = true, failed = true, cancelled = true, unknown = true}
@@ -118,7 +126,7 @@ if job_id ~= '' then
     if cur[2] ~= expected or claim ~= expected_claim then
       return redis.error_reply('STATUS_CHANGED ' .. (cur[2] or ''))
     end
-    local first = 17 + m
+    local first = 19 + m
     if n > 0 then
       redis.call('HDEL', key, unpack(ARGV, first, first + n - 1))
     end
@@ -155,6 +163,10 @@ if part ~= 'next' then
 end
 
 local holder = redis.call('GET', KEYS[1])
+if holder and inherit ~= '' and holder == inherit then
+  redis.call('DEL', KEYS[1]) -- this node's own fenced, ended turn: taken over
+  holder = false
+end
 if holder ~= token then
   if redis.call('LLEN', KEYS[3]) == 0 and redis.call('LLEN', KEYS[5]) == 0 then
     redis.call('SREM', KEYS[4], user)
@@ -195,6 +207,8 @@ for i = #wip, 1, -1 do
   else
     orphans[#orphans + 1] = id
     orphans[#orphans + 1] = redis.call('HGETALL', key)
+    local owner = redis.call('HGET', key, 'node')
+    orphans[#orphans + 1] = (owner and redis.call('EXISTS', node_prefix .. owner)) or 0
   end
 end
 if #orphans > 1 then
@@ -213,7 +227,7 @@ while true do
   local key = prefix .. id
   if redis.call('HGET', key, 'status') == 'pending' then
     if m > 0 then
-      redis.call('HSET', key, unpack(ARGV, 16, 15 + m))
+      redis.call('HSET', key, unpack(ARGV, 18, 17 + m))
     end
     redis.call('HSET', key, 'claim', token)
     redis.call('LPUSH', KEYS[5], id)
