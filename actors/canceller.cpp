@@ -179,13 +179,13 @@ void cancel_elsewhere(self_ptr self, const std::string& id, const std::string& u
             },
             [=](caf::error& err) {
               log::warning("cancel: remote canceller failed",
-                           {{"job_id", id}, {"node", node}, {"error", self->system().render(err)}});
+                           {{"job_id", id}, {"target_node", node}, {"error", self->system().render(err)}});
               backend_fallback(self, id, user, rp);
             });
       },
       [=](caf::error& err) {
         log::warning("cancel: node unreachable",
-                     {{"job_id", id}, {"node", node}, {"error", self->system().render(err)}});
+                     {{"job_id", id}, {"target_node", node}, {"error", self->system().render(err)}});
         backend_fallback(self, id, user, rp);
       });
 }

@@ -469,9 +469,7 @@ job_runner_behavior(self_ptr self, runner_settings cfg, status_actor status,
       }
       st.j = std::move(*decoded);
       st.from_status = job::to_string(st.j.status);
-      log::debug("job runner started", {{"job_id", st.ticket.job_id},
-                                       {"user", st.ticket.user},
-                                       {"node", st.cfg.node_id}});
+      log::debug("job runner started", {{"job_id", st.ticket.job_id}, {"user", st.ticket.user}});
       self->send(self, step_atom::value);
       return rp;
     },

@@ -68,6 +68,9 @@ struct waiting_user {
   std::vector<unsettled_job> carry;
   /// The token of this node's last turn of the user when it ended fenced.
   std::string inherit;
+  /// Not served before this time (a user with a carry that found its lease
+  /// held elsewhere tries again a tick later).
+  time_point not_before;
   fair_key key() const {
     return {carry.empty() && inherit.empty() ? 1 : 0, statements_run, since};
   }
@@ -318,7 +321,10 @@ std::optional<std::string> pick(self_ptr self) {
       continue;
     for (auto& u : users) {
       // Draining: only users with something to settle get a (settle-only) turn.
-      if (st.draining && st.line.at(u.second).carry.empty())
+      const auto& w = st.line.at(u.second);
+      if (st.draining && w.carry.empty())
+        continue;
+      if (w.not_before > self->clock().now())
         continue;
       if (best == nullptr || u < *best)
         best = &u;
@@ -488,7 +494,14 @@ void on_ended(self_ptr self, turn_report& r) {
         enqueue(self, r.user, statements, std::move(r.carry), std::nullopt, t.host);
       break;
     case turn_end::busy:
-      // Another node serves the user (and settles its work in progress).
+      // Another node holds the user. Without a carry: it serves the user.
+      // With one: it may only be looking (it leaves this node's job to it),
+      // so the user comes back at the next tick, still first in line.
+      if (!r.carry.empty() && !st.draining) {
+        enqueue(self, r.user, statements, std::move(r.carry), t.since, t.host, t.inherit);
+        if (auto w = st.line.find(r.user); w != st.line.end())
+          w->second.not_before = self->clock().now() + tick_period(st.cfg);
+      }
       break;
     case turn_end::full:
       // Nothing was taken; a lease to take over is still to take over.

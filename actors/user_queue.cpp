@@ -271,7 +271,9 @@ void on_turn_answer(self_ptr self, turn_answer& a) {
       end(self, turn_end::idle);
       return;
     case turn_outcome::busy:
-      st.g.carry.clear(); // the lease holder settles this user's work in progress
+      // The carry stays: the holder may be a node that only looks (and leaves
+      // this node's job to it); if it settles the job, the carry's
+      // compare-and-set fails later and the carry is dropped then.
       end(self, turn_end::busy);
       return;
     case turn_outcome::full:
@@ -438,7 +440,7 @@ void write_settled(self_ptr self, const job_ticket& orphan, const job::job& j,
   auto status = job::to_string(j.status);
   log::warning("job recovered", {{"job_id", job_id},
                                  {"user", st.g.user},
-                                 {"node", field_or(orphan.record, "node", "unknown")},
+                                 {"lost_node", field_or(orphan.record, "node", "unknown")},
                                  {"outcome", outcome}});
   step(self, std::move(r),
        [=](turn_answer&) {
@@ -571,7 +573,7 @@ void settle_next_orphan(self_ptr self) {
   if (defer(self, orphan)) {
     auto fs = who(self);
     fs.emplace_back("job_id", orphan.job_id);
-    fs.emplace_back("node", field_or(orphan.record, "node"));
+    fs.emplace_back("owner", field_or(orphan.record, "node"));
     log::info("orphan left to its node, which is still registered", fs);
     st.orphans.clear();
     step(self, make_request(self, turn_part::release),

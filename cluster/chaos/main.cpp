@@ -372,7 +372,7 @@ std::set<std::string> recovered_from_dead(const world& w) {
       auto j = nlohmann::json::parse(line, nullptr, false);
       if (j.is_discarded() || !j.is_object() || j.value("event", "") != "job recovered")
         continue;
-      if (w.dead_nodes.count(j.value("node", "")) > 0)
+      if (w.dead_nodes.count(j.value("lost_node", "")) > 0)
         out.insert(j.value("job_id", ""));
     }
   }

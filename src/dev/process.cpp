@@ -6,6 +6,7 @@
 #include <sstream>
 #include <thread>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -230,21 +231,66 @@ std::optional<int> child_process::wait(std::chrono::milliseconds timeout) {
   }
 }
 
+namespace {
+
+/// Whether a process of group `pgid` still runs (zombies do not count: they
+/// wait for their parent, maybe forever, and hold nothing).
+bool group_alive(pid_t pgid) {
+  DIR* d = ::opendir("/proc");
+  if (d == nullptr)
+    return false;
+  bool alive = false;
+  while (auto* e = ::readdir(d)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9')
+      continue;
+    std::ifstream in{std::string{"/proc/"} + e->d_name + "/stat"};
+    std::string line;
+    if (!std::getline(in, line))
+      continue;
+    // pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
+    auto close = line.rfind(')');
+    if (close == std::string::npos)
+      continue;
+    std::istringstream rest{line.substr(close + 1)};
+    char state = 0;
+    long ppid = 0, pgrp = 0;
+    if (rest >> state >> ppid >> pgrp && pgrp == pgid && state != 'Z') {
+      alive = true;
+      break;
+    }
+  }
+  ::closedir(d);
+  return alive;
+}
+
+} // namespace
+
 std::optional<child_process::stop_result> child_process::stop(int sig,
                                                               std::chrono::milliseconds grace) {
   if (!running())
     return std::nullopt;
   ::kill(pid_, sig);
-  if (auto st = wait(grace))
-    return stop_result{*st, false};
-  ::kill(pid_, SIGKILL);
-  int st = 0;
-  pid_t r;
-  do {
-    r = ::waitpid(pid_, &st, 0);
-  } while (r < 0 && errno == EINTR);
-  status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return stop_result{*status_, true};
+  std::optional<stop_result> out;
+  if (auto st = wait(grace)) {
+    out = stop_result{*st, false};
+  } else {
+    ::kill(pid_, SIGKILL);
+    int ws = 0;
+    pid_t r;
+    do {
+      r = ::waitpid(pid_, &ws, 0);
+    } while (r < 0 && errno == EINTR);
+    status_ = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+    out = stop_result{*status_, true};
+  }
+  // The child led its own process group: whatever it started and left
+  // behind (initdb's bootstrap backend, say) goes too, and is gone when this
+  // returns.
+  ::kill(-pid_, SIGKILL);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{5};
+  while (group_alive(pid_) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds{5});
+  return out;
 }
 
 std::string child_process::describe(int status) {

@@ -91,8 +91,9 @@ public:
   std::optional<int> wait(std::chrono::milliseconds timeout);
 
   /// Sends `sig` and waits up to `grace`; then SIGKILL and waits until it is
-  /// gone. Returns the exit status and whether SIGKILL was needed. No-op
-  /// (nullopt) when nothing runs.
+  /// gone; then SIGKILLs what is left of its process group (processes it
+  /// started) and waits (at most 5 s) until none is left. Returns the exit
+  /// status and whether SIGKILL was needed. No-op (nullopt) when nothing runs.
   struct stop_result {
     int status = 0;
     bool killed = false;

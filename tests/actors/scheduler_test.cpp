@@ -100,6 +100,7 @@ user_queue_actor::behavior_type mock_queue(user_queue_actor::pointer self,
       auto& s = w->slots[g.host];
       if (w->foreign.count(g.user) > 0) {
         r.why = turn_end::busy;
+        r.carry = g.carry;
       } else if (w->jobs[g.user] == 0 && g.carry.empty()) {
         r.why = turn_end::idle;
       } else if (static_cast<int64_t>(s.size()) >= w->capacity) {
@@ -277,6 +278,25 @@ struct scheduler_fixture : test::actor_fixture {
     h.receive([&](scheduler_stats& s) { out = std::move(s); },
               [&](caf::error& e) { CAF_FAIL("stats failed: " << sys.render(e)); });
     return out;
+  }
+
+  /// Puts `user` in the line with a carry, as a fenced turn of it would: a
+  /// turn starts, is fenced by a stalled renewal, and ends carrying a job.
+  void enqueue_with_carry(const std::string& user) {
+    auto foreign = w->foreign;
+    w->foreign.clear();
+    w->renew = world::renew_mode::stall;
+    wants(user);
+    run_checked();
+    pass(4100ms);
+    auto t = w->holding.front();
+    w->holding.pop_front();
+    w->renew = world::renew_mode::ok;
+    w->grants.clear();
+    w->foreign = foreign;
+    end_turn(scheduler, *w, t, turn_end::fenced, 0, 1,
+             {unsettled_job{"j1", t.grant.token, "running", "done", {}, {}}});
+    run_checked();
   }
 
   strings granted_users() {
@@ -494,6 +514,20 @@ CAF_TEST(a turn is fenced at its lease deadline when no renewal answers) {
   CAF_CHECK_NOT_EQUAL(w->grants[1].token, w->grants[0].token);
   // It takes over the fenced turn's lease, which Redis may still hold.
   CAF_CHECK_EQUAL(w->grants[1].inherit, w->grants[0].token);
+}
+
+CAF_TEST(a user whose carry found its lease held elsewhere is tried again a tick later) {
+  start(4);
+  w->jobs = {{"A", 1}};
+  w->foreign = {"A"}; // another node holds the lease, only to look
+  enqueue_with_carry("A");
+  CAF_CHECK_EQUAL(w->grants.size(), 1u);
+  pass(500ms);
+  CAF_CHECK_EQUAL(w->grants.size(), 1u); // not before the next tick
+  w->foreign.clear();
+  pass(1600ms); // the tick after the next one at the latest
+  CAF_REQUIRE_EQUAL(w->grants.size(), 2u);
+  CAF_CHECK_EQUAL(w->grants[1].carry.size(), 1u);
 }
 
 CAF_TEST(renewals keep a long turn alive and the lease deadline in the registry moves) {

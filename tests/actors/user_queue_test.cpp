@@ -553,7 +553,7 @@ CAF_TEST(a drain requeue that fails is retried until it lands) {
   CAF_CHECK_EQUAL(status_of(a), "pending");
 }
 
-CAF_TEST(another node holding the lease ends the turn busy and drops the carry) {
+CAF_TEST(another node holding the lease ends the turn busy and the carry stays) {
   add_job("A");
   store->steal("alice");
   auto g = grant();
@@ -561,7 +561,7 @@ CAF_TEST(another node holding the lease ends the turn busy and drops the carry) 
   start(g);
   auto r = report();
   CAF_CHECK_EQUAL(to_string(r.why), std::string{"busy"});
-  CAF_CHECK(r.carry.empty());
+  CAF_CHECK_EQUAL(r.carry.size(), 1u); // the holder may only be looking
   CAF_CHECK(h->started.empty());
   CAF_CHECK(sql->script->statements.empty());
 }
