@@ -114,6 +114,8 @@ struct scheduler_state {
   std::set<std::string> full;
   /// Looked-up hosts and when.
   std::map<std::string, std::pair<std::string, time_point>> host_cache;
+  /// Per user, the orphans its last turn here left to their live owners.
+  std::map<std::string, std::vector<orphan_sighting>> deferred;
   bool lookup_in_flight = false;
   time_point last_lookup;
   bool renew_in_flight = false;
@@ -285,6 +287,8 @@ void start_turn(self_ptr self, const std::string& user) {
   g.budget = st.draining ? 0 : someone_waits_for(st, t.host) ? 1 : st.cfg.turn_jobs;
   g.carry = std::move(w.carry);
   g.inherit = std::move(w.inherit);
+  if (auto d = st.deferred.find(user); d != st.deferred.end())
+    g.deferred = d->second;
   t.inherit = g.inherit;
   t.yielded = g.budget <= 1;
   auto now = self->clock().now();
@@ -478,6 +482,10 @@ void on_ended(self_ptr self, turn_report& r) {
       st.grants.erase(std::next(g).base());
   }
   auto statements = t.statements_run + r.statements_run;
+  if (r.deferred.empty())
+    st.deferred.erase(r.user);
+  else
+    st.deferred[r.user] = r.deferred;
   log::debug("turn report", {{"user", r.user},
                              {"why", to_string(r.why)},
                              {"jobs", std::to_string(r.jobs)},
@@ -496,8 +504,11 @@ void on_ended(self_ptr self, turn_report& r) {
     case turn_end::busy:
       // Another node holds the user. Without a carry: it serves the user.
       // With one: it may only be looking (it leaves this node's job to it),
-      // so the user comes back at the next tick, still first in line.
-      if (!r.carry.empty() && !st.draining) {
+      // so the user comes back at the next tick, still first in line. A turn
+      // that left an orphan to its live owner comes back at a tick too (not
+      // at once on the announcement of its own release: the owner needs a
+      // moment to take the lease).
+      if ((!r.carry.empty() || !r.deferred.empty()) && !st.draining) {
         enqueue(self, r.user, statements, std::move(r.carry), t.since, t.host, t.inherit);
         if (auto w = st.line.find(r.user); w != st.line.end())
           w->second.not_before = self->clock().now() + tick_period(st.cfg);

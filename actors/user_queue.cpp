@@ -394,16 +394,28 @@ void run_job(self_ptr self, job_ticket ticket) {
 }
 
 /// Whether `orphan` should be left to its own node for now: another node,
-/// still registered, that wrote the job recently (within defer_window).
+/// still registered, that wrote the job or was first seen holding it by this
+/// node within defer_window. Records the sighting in the report.
 bool defer(self_ptr self, const job_ticket& orphan) {
   auto& st = self->state;
   auto node = field_or(orphan.record, "node");
   if (!orphan.owner_alive || node.empty() || node == st.cfg.node_id)
     return false;
-  auto updated = job::parse_iso8601(field_or(orphan.record, "updated_at"));
-  if (!updated)
+  auto claim = field_or(orphan.record, "claim");
+  auto now = std::chrono::system_clock::now();
+  // The first sighting is kept: the window does not move with later ones.
+  auto first = now;
+  for (const auto& s : st.g.deferred)
+    if (s.job_id == orphan.job_id && s.claim == claim)
+      first = std::chrono::system_clock::time_point{std::chrono::milliseconds{s.since_ms}};
+  auto since = first;
+  if (auto updated = job::parse_iso8601(field_or(orphan.record, "updated_at")))
+    since = std::max(since, *updated);
+  if (now - since >= st.cfg.defer_window)
     return false;
-  return std::chrono::system_clock::now() - *updated < st.cfg.defer_window;
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(first.time_since_epoch());
+  st.report.deferred.push_back(orphan_sighting{orphan.job_id, claim, ms.count()});
+  return true;
 }
 
 /// The unsettled job of the grant that `orphan` is (same id and claim), if any.

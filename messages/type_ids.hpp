@@ -22,6 +22,7 @@ inline void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<turn_answer>("batchq::turn_answer");
   cfg.add_message_type<job_outcome>("batchq::job_outcome");
   cfg.add_message_type<unsettled_job>("batchq::unsettled_job");
+  cfg.add_message_type<orphan_sighting>("batchq::orphan_sighting");
   cfg.add_message_type<turn_grant>("batchq::turn_grant");
   cfg.add_message_type<turn_report>("batchq::turn_report");
   cfg.add_message_type<held_lease>("batchq::held_lease");

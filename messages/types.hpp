@@ -177,6 +177,17 @@ struct unsettled_job {
   std::vector<std::string> del;
 };
 
+/// An orphan (another node's job in work in progress) that a turn of this
+/// node left to its owner, and since when this node has seen it so: the
+/// owner gets a bounded time from the first sighting, not from its last
+/// write, so a long statement of a slow but live node is not taken for lost.
+struct orphan_sighting {
+  std::string job_id;
+  std::string claim;
+  /// Milliseconds since the epoch (wall clock, like the job's updated_at).
+  int64_t since_ms = 0;
+};
+
 /// A user's turn on this node: granted by the scheduler, carried out by a
 /// user_queue.
 struct turn_grant {
@@ -196,6 +207,8 @@ struct turn_grant {
   /// The token of this node's previous turn of the user when it ended fenced
   /// (its lease may still be alive in Redis): this turn takes it over.
   std::string inherit;
+  /// Orphans of this user left to their live owners by earlier turns here.
+  std::vector<orphan_sighting> deferred;
 };
 
 /// Why a turn ended.
@@ -229,6 +242,9 @@ struct turn_report {
   /// Jobs still queued (released).
   int64_t queue_length = 0;
   std::vector<unsettled_job> carry;
+  /// Orphans this turn left to their owners (ends `busy`): the next turn of
+  /// the user here gets them in its grant.
+  std::vector<orphan_sighting> deferred;
 };
 
 /// A lease (and its capacity slot) held by a turn, for the renewal tick.
@@ -316,15 +332,20 @@ typename Inspector::result_type inspect(Inspector& f, unsettled_job& x) {
 }
 
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, orphan_sighting& x) {
+  return f(caf::meta::type_name("orphan_sighting"), x.job_id, x.claim, x.since_ms);
+}
+
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, turn_grant& x) {
   return f(caf::meta::type_name("turn_grant"), x.user, x.token, x.host, x.slot, x.capacity,
-           x.lease_ttl_ms, x.budget, x.carry, x.inherit);
+           x.lease_ttl_ms, x.budget, x.carry, x.inherit, x.deferred);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, turn_report& x) {
   return f(caf::meta::type_name("turn_report"), x.user, x.token, x.why, x.jobs,
-           x.statements_run, x.finished, x.requeued, x.queue_length, x.carry);
+           x.statements_run, x.finished, x.requeued, x.queue_length, x.carry, x.deferred);
 }
 
 template <class Inspector>
@@ -381,15 +402,20 @@ inline bool operator==(const unsettled_job& a, const unsettled_job& b) {
   return a.job_id == b.job_id && a.claim == b.claim && a.stored_status == b.stored_status
          && a.status == b.status && a.set == b.set && a.del == b.del;
 }
+inline bool operator==(const orphan_sighting& a, const orphan_sighting& b) {
+  return a.job_id == b.job_id && a.claim == b.claim && a.since_ms == b.since_ms;
+}
 inline bool operator==(const turn_grant& a, const turn_grant& b) {
   return a.user == b.user && a.token == b.token && a.host == b.host && a.slot == b.slot
          && a.capacity == b.capacity && a.lease_ttl_ms == b.lease_ttl_ms
-         && a.budget == b.budget && a.carry == b.carry && a.inherit == b.inherit;
+         && a.budget == b.budget && a.carry == b.carry && a.inherit == b.inherit
+         && a.deferred == b.deferred;
 }
 inline bool operator==(const turn_report& a, const turn_report& b) {
   return a.user == b.user && a.token == b.token && a.why == b.why && a.jobs == b.jobs
          && a.statements_run == b.statements_run && a.finished == b.finished
-         && a.requeued == b.requeued && a.queue_length == b.queue_length && a.carry == b.carry;
+         && a.requeued == b.requeued && a.queue_length == b.queue_length && a.carry == b.carry
+         && a.deferred == b.deferred;
 }
 inline bool operator==(const held_lease& a, const held_lease& b) {
   return a.user == b.user && a.token == b.token && a.host == b.host && a.slot == b.slot;

@@ -87,6 +87,16 @@ public:
       queues[get(id, "user")].push_back(id);
   }
 
+  /// Sets a field of a stored job (a test's edit of the stored state).
+  void set(const std::string& id, const std::string& field, const std::string& value) {
+    for (auto& [k, v] : jobs[id])
+      if (k == field) {
+        v = value;
+        return;
+      }
+    jobs[id].emplace_back(field, value);
+  }
+
   /// A field of a stored job ("" when absent).
   std::string get(const std::string& id, const std::string& field) const {
     auto j = jobs.find(id);

@@ -34,6 +34,8 @@ struct world {
   std::map<std::string, std::string> hosts;
   /// Users whose lease another node holds.
   std::set<std::string> foreign;
+  /// Users whose busy turns leave this orphan to its live owner.
+  std::map<std::string, orphan_sighting> deferring;
   /// user -> token of the lease held by this node's turns.
   std::map<std::string, std::string> leases;
   std::map<std::string, std::set<std::string>> slots;
@@ -101,6 +103,8 @@ user_queue_actor::behavior_type mock_queue(user_queue_actor::pointer self,
       if (w->foreign.count(g.user) > 0) {
         r.why = turn_end::busy;
         r.carry = g.carry;
+        if (auto d = w->deferring.find(g.user); d != w->deferring.end())
+          r.deferred = g.deferred.empty() ? std::vector<orphan_sighting>{d->second} : g.deferred;
       } else if (w->jobs[g.user] == 0 && g.carry.empty()) {
         r.why = turn_end::idle;
       } else if (static_cast<int64_t>(s.size()) >= w->capacity) {
@@ -514,6 +518,38 @@ CAF_TEST(a turn is fenced at its lease deadline when no renewal answers) {
   CAF_CHECK_NOT_EQUAL(w->grants[1].token, w->grants[0].token);
   // It takes over the fenced turn's lease, which Redis may still hold.
   CAF_CHECK_EQUAL(w->grants[1].inherit, w->grants[0].token);
+}
+
+CAF_TEST(a user whose turn left an orphan to its owner comes back a tick later with the sighting) {
+  start(4);
+  w->jobs = {{"A", 1}};
+  w->foreign = {"A"};
+  w->deferring["A"] = orphan_sighting{"j1", "claim-b", 42};
+  wants("A");
+  run_checked();
+  CAF_REQUIRE_EQUAL(w->grants.size(), 1u);
+  CAF_CHECK(w->grants[0].deferred.empty());
+  wants("A"); // the announcement of its own release
+  run_checked();
+  pass(500ms);
+  CAF_CHECK_EQUAL(w->grants.size(), 1u); // not before the next tick
+  pass(1600ms);
+  CAF_REQUIRE(w->grants.size() >= 2u);
+  auto expected = std::vector<orphan_sighting>{orphan_sighting{"j1", "claim-b", 42}};
+  CAF_CHECK(w->grants[1].deferred == expected);
+  // The owner settles it and lets go: the turn that takes the user still
+  // has the sighting; once a turn ends without one, the next has none.
+  w->foreign.clear();
+  w->deferring.clear();
+  pass(1600ms);
+  CAF_REQUIRE_EQUAL(w->holding.size(), 1u);
+  CAF_CHECK(w->grants.back().deferred == expected);
+  auto t = w->holding.front();
+  w->holding.pop_front();
+  end_turn(scheduler, *w, t, turn_end::released, 1, 1);
+  run_checked();
+  CAF_REQUIRE_EQUAL(w->holding.size(), 1u);
+  CAF_CHECK(w->holding.front().grant.deferred.empty());
 }
 
 CAF_TEST(a user whose carry found its lease held elsewhere is tried again a tick later) {

@@ -411,6 +411,42 @@ CAF_TEST(an orphan whose node is still registered and wrote it just now is left 
   CAF_CHECK_EQUAL(store->leases.count("alice"), 0u); // given back for node-b to take
 }
 
+CAF_TEST(an orphan of a registered node that wrote it long ago is left to it from the first sighting) {
+  // A long statement of a slow but live node: its last write is old, but
+  // this node has only just found its lease gone.
+  auto a = add_job("A");
+  orphan(a, "node-b", "b-token");
+  store->set(a, "updated_at", "2020-01-01T00:00:00.000Z");
+  store->live_nodes = {"node-b"};
+  auto before = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count();
+  start(grant());
+  auto r = report();
+  CAF_CHECK_EQUAL(to_string(r.why), std::string{"busy"});
+  CAF_CHECK_EQUAL(status_of(a), "running");
+  CAF_CHECK(backends->stopped.empty());
+  CAF_REQUIRE_EQUAL(r.deferred.size(), 1u);
+  CAF_CHECK_EQUAL(r.deferred[0].job_id, a);
+  CAF_CHECK_EQUAL(r.deferred[0].claim, "b-token");
+  CAF_CHECK(r.deferred[0].since_ms >= before);
+}
+
+CAF_TEST(an orphan first seen longer ago than the window is recovered although its node is registered) {
+  auto a = add_job("A");
+  orphan(a, "node-b", "b-token");
+  store->set(a, "updated_at", "2020-01-01T00:00:00.000Z");
+  store->live_nodes = {"node-b"};
+  auto g = grant();
+  auto long_ago = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    (std::chrono::system_clock::now() - std::chrono::hours{1}).time_since_epoch())
+                    .count();
+  g.deferred = {orphan_sighting{a, "b-token", long_ago}};
+  start(g);
+  CAF_CHECK_EQUAL(backends->stopped, strings{a});
+  CAF_CHECK_EQUAL(status_of(a), "failed");
+}
+
 CAF_TEST(an orphan of a registered node that has not written it for long is recovered) {
   cfg.defer_window = std::chrono::milliseconds{0};
   auto a = add_job("A");

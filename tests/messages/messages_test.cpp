@@ -80,10 +80,11 @@ TEST_F(system_fixture, JobOutcomeRoundTrips) {
 
 TEST_F(system_fixture, TurnGrantAndReportRoundTrip) {
   unsettled_job u{"j1", "tok-1", "running", "done", {{"status", "done"}}, {"failed_reason"}};
-  turn_grant g{"ana", "tok-2", "db1", "slot", 4, 5000, 1, {u}, "tok-1"};
+  orphan_sighting o{"j0", "tok-0", 1764670000123};
+  turn_grant g{"ana", "tok-2", "db1", "slot", 4, 5000, 1, {u}, "tok-1", {o}};
   EXPECT_EQ(round_trip(g), g);
   EXPECT_EQ(message_round_trip(g), g);
-  turn_report r{"ana", "tok-2", turn_end::fenced, 2, 5, 1, 0, 7, {u}};
+  turn_report r{"ana", "tok-2", turn_end::fenced, 2, 5, 1, 0, 7, {u}, {o}};
   EXPECT_EQ(round_trip(r), r);
   EXPECT_EQ(message_round_trip(r), r);
   EXPECT_STREQ(to_string(turn_end::released), "released");
