@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include "cluster/chaos/checker.hpp"
+#include "cluster/harness/harness.hpp"
 #include "messages/error.hpp"
 #include "src/dev/binaries.hpp"
 #include "src/dev/net.hpp"
@@ -58,7 +59,7 @@
 #include "src/redis/ops.hpp"
 
 using namespace std::chrono_literals;
-using clock_type = std::chrono::steady_clock;
+using batchq::harness::clock_type;
 
 namespace batchq::chaos {
 namespace {
@@ -77,74 +78,11 @@ struct options {
   bool keep = false;
 };
 
-double seconds_since(clock_type::time_point t0) {
-  return std::chrono::duration<double>(clock_type::now() - t0).count();
-}
-
-std::string fixed(double x, int digits = 1) {
-  std::ostringstream out;
-  out.setf(std::ios::fixed);
-  out.precision(digits);
-  out << x;
-  return out.str();
-}
-
-void say(const std::string& line) {
-  std::cout << "[chaos] " << line << std::endl;
-}
-
-[[noreturn]] void fatal(const std::string& what) {
-  std::cerr << "[chaos] error: " << what << std::endl;
-  std::exit(2);
-}
-
-/// The private Redis: AOF on, restartable on the same port and directory.
-class redis_proc {
-public:
-  redis_proc(std::string binary, std::string dir) : binary_(std::move(binary)), dir_(std::move(dir)) {
-    auto p = dev::free_loopback_port();
-    if (!p)
-      fatal("no free port for redis-server");
-    port_ = *p;
-  }
-
-  void start() {
-    dev::spawn_options o;
-    o.argv = {binary_, "--port", std::to_string(port_), "--bind", "127.0.0.1", "--dir", dir_,
-              "--save", "", "--appendonly", "yes", "--appendfsync", "always"};
-    o.log_path = dir_ + "/redis.log";
-    proc_ = std::make_unique<dev::child_process>();
-    if (auto err = proc_->spawn(o))
-      fatal("redis-server: " + message_of(err));
-    auto t0 = clock_type::now();
-    while (seconds_since(t0) < 15) {
-      redis::client c{redis::endpoint{"127.0.0.1", port_, 0}};
-      auto r = c.command({"PING"});
-      if (r && r->str == "PONG")
-        return;
-      std::this_thread::sleep_for(20ms);
-    }
-    fatal("redis-server did not answer: " + dev::log_tail(o.log_path));
-  }
-
-  void kill9() {
-    ::kill(proc_->pid(), SIGKILL);
-    proc_->wait(5s);
-  }
-
-  void stop() {
-    if (proc_)
-      proc_->stop(SIGTERM, 5s);
-  }
-
-  uint16_t port() const { return port_; }
-
-private:
-  std::string binary_;
-  std::string dir_;
-  uint16_t port_ = 0;
-  std::unique_ptr<dev::child_process> proc_;
-};
+using harness::fatal;
+using harness::fixed;
+using harness::redis_proc;
+using harness::say;
+using harness::seconds_since;
 
 /// One `batchq serve --worker-only` node.
 struct node_proc {
@@ -223,38 +161,21 @@ void drop_postgres(world& w) {
 
 /// Commands creating `user` (rails:users + master key, DB 5) and its jobs.
 void add_user_commands(world& w, const std::string& user, int jobs, int ms,
-                       std::vector<std::vector<std::string>>& cmds) {
-  auto token = "k" + user;
-  cmds.push_back({"HSET", redis::keys::rails_user(user), "id", "1", "database_host", "127.0.0.1",
-                  "database_name", "postgres", "database_port", std::to_string(w.opt.pg_port),
-                  "map_key", token});
-  cmds.push_back({"HSET", redis::keys::api_key(user, token), "user", user, "type", "master",
-                  "grants_sql", "true", "database_role", "postgres", "database_password", ""});
-  auto now = redis::iso8601_now();
+                       harness::commands& cmds) {
+  harness::add_user(cmds, user, w.opt.pg_port);
   for (int s = 1; s <= jobs; ++s) {
     auto id = user + "-" + std::to_string(s);
     auto sql = "SELECT " + w.step_fn() + "('" + user + "', " + std::to_string(s) + ", '" + id
                + "', " + std::to_string(ms) + ")";
-    cmds.push_back({"HSET", redis::keys::job(id), "user", user, "status", "pending", "query", sql,
-                    "created_at", now, "updated_at", now, "host", "127.0.0.1", "port",
-                    std::to_string(w.opt.pg_port), "dbname", "postgres", "dbuser", "postgres"});
-    cmds.push_back({"LPUSH", redis::keys::queue(user), id});
+    harness::add_job(cmds, user, id, sql, w.opt.pg_port);
     w.jobs.push_back(job_fact{id, user, s, true, "pending", ""});
   }
-  cmds.push_back({"SADD", std::string{redis::keys::queue_index}, user});
   cmds.push_back({"PUBLISH", std::string{redis::keys::users_channel}, user});
 }
 
-void run_commands(world& w, const std::vector<std::vector<std::string>>& cmds) {
+void run_commands(world& w, const harness::commands& cmds) {
   auto c = w.batch_client();
-  for (size_t i = 0; i < cmds.size(); i += 4000) {
-    std::vector<std::vector<std::string>> part(
-      cmds.begin() + static_cast<long>(i),
-      cmds.begin() + static_cast<long>(std::min(cmds.size(), i + 4000)));
-    auto r = c.pipeline(part);
-    if (!r)
-      fatal("creating jobs: " + message_of(r.error()));
-  }
+  harness::run_commands(c, cmds);
 }
 
 void start_node(world& w) {
@@ -436,7 +357,7 @@ int run(const options& opt) {
       + std::to_string(opt.users) + " users x " + std::to_string(opt.jobs) + " jobs of "
       + std::to_string(opt.job_ms) + " ms, then a herd of " + std::to_string(opt.herd)
       + "; lease-ttl " + std::to_string(opt.lease_ttl_ms) + " ms; files in " + w.dir);
-  w.redis = std::make_unique<redis_proc>(w.redis_binary, w.dir);
+  w.redis = std::make_unique<redis_proc>(w.redis_binary, w.dir, true);
   w.redis->start();
   prepare_postgres(w);
   for (int i = 0; i < opt.nodes; ++i)
@@ -570,6 +491,7 @@ int main(int argc, char** argv) {
   app.add_option("--timeout", opt.timeout_s, "give up after this many seconds");
   app.add_flag("--keep", opt.keep, "keep the files, the log table and the function");
   CLI11_PARSE(app, argc, argv);
+  batchq::harness::set_tag("chaos");
   if (opt.pg_port == 0) {
     if (const char* p = std::getenv("BATCHQ_TEST_PG_PORT"))
       opt.pg_port = std::atoi(p);

@@ -77,6 +77,12 @@ std::string render(const registry& r, const std::vector<sample>& extra) {
   write_histogram(out, "batchq_enqueue_to_start_seconds",
                   "Time from a job's creation to its first statement on this node.",
                   r.enqueue_to_start);
+  header(out, "batchq_redis_round_trips_total", "counter",
+         "Network round trips of this process's Redis clients (a pipeline or a script is one).");
+  out << "batchq_redis_round_trips_total " << r.redis_round_trips.load() << '\n';
+  header(out, "batchq_postgres_round_trips_total", "counter",
+         "Statements sent to PostgreSQL by this node's job sessions (one round trip each).");
+  out << "batchq_postgres_round_trips_total " << r.postgres_round_trips.load() << '\n';
   for (const auto& s : extra) {
     header(out, s.name, s.type.c_str(), s.help.c_str());
     out << s.name << ' ' << s.value << '\n';

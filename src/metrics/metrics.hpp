@@ -58,6 +58,12 @@ struct registry {
   histogram statement_duration;
   /// batchq_enqueue_to_start_seconds (created_at to the first statement).
   histogram enqueue_to_start;
+  /// batchq_redis_round_trips_total: network round trips of every Redis
+  /// client of the process (a pipeline or a script is one).
+  std::atomic<uint64_t> redis_round_trips{0};
+  /// batchq_postgres_round_trips_total: statements sent by job sessions
+  /// (each waits for its results: one round trip).
+  std::atomic<uint64_t> postgres_round_trips{0};
 };
 
 /// The process's registry.

@@ -15,6 +15,7 @@
 #include <pqxx/except>
 
 #include "messages/error.hpp"
+#include "src/metrics/metrics.hpp"
 #include "src/pg/conninfo.hpp"
 
 namespace batchq::pg {
@@ -250,6 +251,7 @@ exchange round_trip(PGconn* c, PGcancel*& cancel_obj, const std::string& sql,
   }
   if (sent == 0)
     return lose("could not send the statement");
+  metrics::global().postgres_round_trips.fetch_add(1, std::memory_order_relaxed);
   canceller cx{cancel_obj, c};
   bool value_seen = false;
   for (;;) {

@@ -9,6 +9,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "src/metrics/metrics.hpp"
 #include "src/redis/embedded_scripts.hpp"
 
 namespace batchq::redis {
@@ -260,6 +261,7 @@ caf::expected<reply> client::exec(const std::vector<std::string>& argv) {
     return err;
   sigpipe_guard guard;
   ++round_trips_;
+  metrics::global().redis_round_trips.fetch_add(1, std::memory_order_relaxed);
   append(ctx_, argv);
   reply_ptr r{nullptr};
   if (redisGetReply(ctx_, &r.p) != REDIS_OK || r.p == nullptr)
@@ -286,6 +288,7 @@ client::pipeline(const std::vector<std::vector<std::string>>& commands) {
     return err;
   sigpipe_guard guard;
   ++round_trips_;
+  metrics::global().redis_round_trips.fetch_add(1, std::memory_order_relaxed);
   for (const auto& cmd : commands)
     append(ctx_, cmd);
   out.reserve(commands.size());
