@@ -113,6 +113,10 @@ void send_pending(self_ptr self) {
     .then(
       [=](const turn_answer&) {
         auto& st = self->state;
+        for (const auto& [k, v] : st.pending->set)
+          st.stored[k] = v;
+        for (const auto& k : st.pending->del)
+          st.stored.erase(k);
         st.from_status = st.pending->to_status;
         st.pending.reset();
         st.retry_pause = std::chrono::milliseconds{0};
@@ -147,6 +151,23 @@ void send_pending(self_ptr self) {
 void write_progress(self_ptr self, std::function<void()> on_ok) {
   auto& st = self->state;
   auto f = job::state_fields(st.j);
+  // Nothing to write when Redis has it already: a simple job's first step
+  // was started by its claim (turn.lua), which saves a round trip per job.
+  auto stored = [&](const std::string& k) -> const std::string* {
+    auto i = st.stored.find(k);
+    return i == st.stored.end() ? nullptr : &i->second;
+  };
+  bool same = std::all_of(f.set.begin(), f.set.end(),
+                          [&](const auto& kv) {
+                            auto v = stored(kv.first);
+                            return v != nullptr && *v == kv.second;
+                          })
+              && std::none_of(f.del.begin(), f.del.end(),
+                              [&](const auto& k) { return stored(k) != nullptr; });
+  if (same) {
+    on_ok();
+    return;
+  }
   job_write w;
   w.job_id = st.ticket.job_id;
   w.expected_status = st.from_status;
@@ -440,6 +461,7 @@ job_runner_behavior(self_ptr self, runner_settings cfg, status_actor status,
       st.token = st.registry->arm(st.ticket.job_id, st.ticket.user, st.ticket.lease_token);
       *st.armed = {st.ticket.job_id, st.token};
       for (const auto& [k, v] : st.ticket.record) {
+        st.stored[k] = v;
         if (k == "status")
           st.from_status = v;
         else if (k == "claim")

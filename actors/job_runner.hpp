@@ -67,6 +67,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -115,6 +116,9 @@ struct job_runner_state {
   std::string from_status;
   /// The claim stored with the job: the turn's lease token.
   std::string claim;
+  /// The job's fields as stored in Redis (the claimed record, then every
+  /// progress write that landed): a write that would change none is skipped.
+  std::map<std::string, std::string> stored;
   /// The progress write in flight (or waiting for its retry), its
   /// continuation and the next pause.
   std::optional<job_write> pending;

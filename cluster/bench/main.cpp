@@ -72,6 +72,10 @@ struct options {
   bool smoke = false;
   bool keep = false;
   int pgbench_seconds = 5;
+  /// Extra flags for both nodes (e.g. CAF's --work-stealing.* to compare).
+  std::vector<std::string> node_args;
+  /// Only the scenarios whose name starts with one of these (all when empty).
+  std::vector<std::string> only;
 };
 
 struct sizes {
@@ -160,6 +164,7 @@ void start_node(world& w, node& n, const std::string& role) {
             "--batch.capacity=4",
             "--batch.rescan-interval=3600",
             "--log.level=warning"};
+  o.argv.insert(o.argv.end(), w.opt.node_args.begin(), w.opt.node_args.end());
   o.log_path = n.log_path;
   if (auto err = n.proc.spawn(o))
     fatal("batchq serve: " + message_of(err));
@@ -669,17 +674,28 @@ int run(const options& opt) {
                   - metric(a, "batchq_redis_round_trips_total");
   }
 
+  auto wanted = [&](const std::string& name) {
+    if (opt.only.empty())
+      return true;
+    for (auto& o : opt.only)
+      if (name.rfind(o, 0) == 0)
+        return true;
+    return false;
+  };
   std::vector<std::string> lines;
-  for (auto [users, per_user] : w.sz.drained) {
-    lines.push_back(render(drained(w, users, per_user)));
-    say(lines.back());
-  }
-  lines.push_back(render(trickle(w)));
-  say(lines.back());
-  lines.push_back(cancel_latency(w));
-  say(lines.back());
-  lines.push_back(fairness(w));
-  say(lines.back());
+  auto out = [&](std::string line) {
+    say(line);
+    lines.push_back(std::move(line));
+  };
+  if (wanted("drained"))
+    for (auto [users, per_user] : w.sz.drained)
+      out(render(drained(w, users, per_user)));
+  if (wanted("trickle"))
+    out(render(trickle(w)));
+  if (wanted("cancel"))
+    out(cancel_latency(w));
+  if (wanted("fairness"))
+    out(fairness(w));
 
   stop_node(w.api);
   stop_node(w.worker);
@@ -707,6 +723,8 @@ int main(int argc, char** argv) {
   app.add_option("--pg-port", opt.pg_port, "PostgreSQL port (default: $BATCHQ_TEST_PG_PORT)");
   app.add_flag("--smoke", opt.smoke, "tiny sizes: every scenario once, quickly");
   app.add_option("--pgbench-seconds", opt.pgbench_seconds, "duration of each pgbench run");
+  app.add_option("--node-arg", opt.node_args, "an extra flag for both nodes (repeatable)");
+  app.add_option("--only", opt.only, "scenarios: drained, trickle, cancel, fairness (repeatable)");
   app.add_flag("--keep", opt.keep, "keep the run directory (node logs, report)");
   CLI11_PARSE(app, argc, argv);
   batchq::harness::set_tag("bench");

@@ -12,6 +12,15 @@ namespace batchq {
 
 config::config() {
   on_node_loss_ = "fail";
+  // CAF's work-stealing workers poll 100 times, then 500 times with a 50 us
+  // sleep (25 ms of ~20,000 wake-ups a second per worker) before they wait
+  // on their condition variable, which an enqueue from outside notifies. A
+  // node that gets a message every few milliseconds never leaves the 50 us
+  // stage: 17 ms of CPU per job at 20 jobs/s (batchq-bench --only trickle;
+  // perf: do_nanosleep and context switches). One moderate attempt: 3-4 ms
+  // per job at the same latency (docs/performance.md). A file or flag may
+  // still set it.
+  set("work-stealing.moderate-poll-attempts", size_t{1});
   opt_group{custom_options_, "redis"}
     .add(raw_.redis_host, "host", "Redis server host")
     .add(redis_port_, "port", "Redis server port")

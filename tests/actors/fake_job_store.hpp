@@ -314,6 +314,7 @@ private:
       if (jobs.count(id) == 0 || get(id, "status") != "pending")
         continue;
       apply(id, claim, {});
+      start_simple_step(id, claim);
       apply(id, {{"claim", r.token}}, {});
       wip[r.user].push_front(id);
       a.what = turn_outcome::job;
@@ -323,6 +324,24 @@ private:
     give_back(r);
     a.what = turn_outcome::empty;
     return a;
+  }
+
+  /// turn.lua's start_simple_step: a simple job's claim starts its step.
+  void start_simple_step(const std::string& id, const field_pairs& claim) {
+    auto shape = get(id, "shape");
+    if (!shape.empty() && shape != "simple")
+      return;
+    if (shape.empty()) {
+      auto q = get(id, "query");
+      auto i = q.find_first_not_of(" \t\r\n");
+      if (q.empty() || (i != std::string::npos && (q[i] == '[' || q[i] == '{')))
+        return;
+    }
+    for (const auto& [k, v] : claim)
+      if (k == "updated_at") {
+        apply(id, {{"step_status", "running"}, {"step_started_at", v}}, {"step_ended_at"});
+        return;
+      }
   }
 
   void leave_wip(const std::string& id, const std::string& user) {

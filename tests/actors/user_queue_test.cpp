@@ -396,6 +396,32 @@ CAF_TEST(an orphan of a dead node is failed as lost only after its backends are 
   CAF_CHECK_EQUAL(status_of(b), "done");
 }
 
+CAF_TEST(a simple job writes no progress: its claim started its step) {
+  auto id = "j" + std::to_string(++next_id);
+  auto req = job::parse_request(R"({"query": "S"})", "application/json", "");
+  CAF_REQUIRE(static_cast<bool>(req));
+  auto j = job::make_job(*req, id, "alice", {"db", "5432", "alice_db", "role", std::nullopt},
+                         std::chrono::system_clock::now());
+  auto rec = job::encode(j);
+  store->add_job(id, field_pairs(rec.begin(), rec.end()));
+  auto multi = add_job("M"); // a job of steps: its begin is written
+  start(grant());
+  CAF_CHECK_EQUAL(sql->script->sqls(), strings({"S", "M"}));
+  CAF_CHECK_EQUAL(status_of(id), "done");
+  CAF_CHECK_EQUAL(status_of(multi), "done");
+  auto progress_of = [&](const std::string& job) {
+    int n = 0;
+    for (auto& c : store->calls)
+      for (auto& w : c.request.write)
+        if (w.job_id == job && w.kind == write_kind::progress)
+          ++n;
+    return n;
+  };
+  CAF_CHECK_EQUAL(progress_of(id), 0);
+  CAF_CHECK_EQUAL(progress_of(multi), 1);
+  CAF_CHECK_EQUAL(store->get(id, "step_status"), "done");
+}
+
 CAF_TEST(an orphan whose node is still registered and wrote it just now is left to that node) {
   auto a = add_job("A");
   add_job("B");

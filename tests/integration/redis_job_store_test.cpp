@@ -196,6 +196,47 @@ struct redis_job_store_test : ::testing::Test {
 
 } // namespace
 
+/// The claim of a simple job starts its one step (turn.lua start_simple_step),
+/// so that the runner's begin finds nothing to write; a job of several steps
+/// is claimed only. CARTO's records carry no `shape`: the query decides.
+TEST_F(redis_job_store_test, TheClaimOfASimpleJobStartsItsStepSoTheBeginWritesNothing) {
+  auto carto = [&](const std::string& query) {
+    auto id = redis::random_token();
+    job_ids.push_back(id);
+    auto now = redis::iso8601_now();
+    EXPECT_TRUE(rc.command({"HSET", redis::keys::job(id), "user", user, "status", "pending",
+                            "query", query, "created_at", now, "updated_at", now, "host",
+                            "127.0.0.1", "dbname", "db", "dbuser", "dbuser"}));
+    EXPECT_TRUE(rc.command({"LPUSH", redis::keys::queue(user), id}));
+    return id;
+  };
+  auto simple = carto("select 1");
+  auto spaced_array = carto(" \n[\"select 1\", \"select 2\"]");
+  auto t = claim_next();
+  ASSERT_EQ(t.job_id, simple);
+  EXPECT_EQ(field(simple, "step_status"), "running");
+  EXPECT_EQ(field(simple, "step_started_at"), field(simple, "updated_at"));
+  // What the runner would write for its first statement is stored already.
+  auto j = decode(t);
+  auto st = job::next_statement(j, 0);
+  ASSERT_TRUE(st);
+  ASSERT_TRUE(job::begin(j, *st, std::chrono::system_clock::now()));
+  auto f = job::state_fields(j);
+  for (const auto& [k, v] : f.set)
+    EXPECT_EQ(field(simple, k), v) << k;
+  for (const auto& k : f.del)
+    EXPECT_EQ(field(simple, k), "") << k;
+  // Finish it (to done) and claim the array: its steps are left to the runner.
+  ASSERT_TRUE(job::apply(j, *st, job::outcome::success(), std::chrono::system_clock::now()));
+  auto a = turn(request(turn_part::next, {write_of(j, "running", write_kind::final)}));
+  ASSERT_TRUE(a) << message_of(a.error());
+  ASSERT_EQ(a->what, turn_outcome::job);
+  ASSERT_EQ(a->jobs[0].job_id, spaced_array);
+  EXPECT_EQ(field(spaced_array, "status"), "running");
+  EXPECT_EQ(field(spaced_array, "step_status"), "");
+  EXPECT_EQ(field(spaced_array, "query").front(), ' ') << "the stored query is untouched";
+}
+
 TEST_F(redis_job_store_test, AJobIsClaimedWrittenToDoneWithATtlAndLeavesWorkInProgress) {
   auto created = create();
   caf::expected<turn_answer> a{caf::error{}};
