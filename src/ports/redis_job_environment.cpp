@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include "messages/error.hpp"
+#include "src/redis/embedded_scripts.hpp"
 #include "src/redis/keys.hpp"
 
 namespace batchq::ports {
@@ -49,6 +50,32 @@ uint64_t redis_job_environment::round_trips() const {
   return client_.round_trips();
 }
 
+caf::expected<redis_job_environment::user_env>
+redis_job_environment::read_env(const std::string& user, clock::time_point now) {
+  auto r = client_.eval(redis::scripts::user_env,
+                        {redis::keys::limits_batch(user), redis::keys::rails_user(user)},
+                        {redis::keys::api_key(user, "")});
+  if (!r)
+    return std::move(r.error());
+  if (!r->is_array() || r->elements.size() != 3)
+    return make_error(ec::redis_error, "unexpected user_env reply: " + r->to_string());
+  user_env e;
+  e.cap = default_timeout_ms_;
+  if (r->elements[0].is_string())
+    if (auto v = positive_integer(r->elements[0].str))
+      e.cap = *v;
+  if (r->elements[1].is_string())
+    e.master_role = r->elements[1].str;
+  if (r->elements[2].is_string())
+    e.master_password = r->elements[2].str;
+  if (cache_ttl_.count() > 0) {
+    caps_[user] = cached<int64_t>{e.cap, now + cache_ttl_};
+    if (e.master_role && e.master_password)
+      passwords_[{user, *e.master_role}] = cached<std::string>{*e.master_password, now + cache_ttl_};
+  }
+  return e;
+}
+
 caf::expected<int64_t> redis_job_environment::timeout_cap_ms(const std::string& user) {
   std::lock_guard<std::mutex> guard{mtx_};
   auto now = clock::now();
@@ -57,16 +84,10 @@ caf::expected<int64_t> redis_job_environment::timeout_cap_ms(const std::string& 
       return i->second.value;
     caps_.erase(i);
   }
-  auto r = client_.command({"HGET", redis::keys::limits_batch(user), "timeout"});
-  if (!r)
-    return std::move(r.error());
-  int64_t cap = default_timeout_ms_;
-  if (r->is_string())
-    if (auto v = positive_integer(r->str))
-      cap = *v;
-  if (cache_ttl_.count() > 0)
-    caps_[user] = cached<int64_t>{cap, now + cache_ttl_};
-  return cap;
+  auto e = read_env(user, now);
+  if (!e)
+    return std::move(e.error());
+  return e->cap;
 }
 
 caf::expected<std::optional<std::string>>
@@ -79,6 +100,13 @@ redis_job_environment::password(const std::string& user, const std::string& dbus
       return std::optional<std::string>{i->second.value};
     passwords_.erase(i);
   }
+  // The master key's record (with the cap, which the runner asks for next
+  // time: cached), else any key record of the user with that role.
+  auto e = read_env(user, now);
+  if (!e)
+    return std::move(e.error());
+  if (e->master_role == dbuser && e->master_password)
+    return std::optional<std::string>{*e->master_password};
   auto found = lookup_password(user, dbuser);
   if (found && *found && cache_ttl_.count() > 0)
     passwords_[key] = cached<std::string>{**found, now + cache_ttl_};
@@ -88,19 +116,13 @@ redis_job_environment::password(const std::string& user, const std::string& dbus
 caf::expected<std::optional<std::string>>
 redis_job_environment::lookup_password(const std::string& user, const std::string& dbuser) {
   using result = std::optional<std::string>;
-  // 1. The master key's record.
+  // The master key's record was read by user_env; it is skipped here.
+  std::string master_key;
   auto map_key = client_.command({"HGET", redis::keys::rails_user(user), "map_key"});
   if (!map_key)
     return std::move(map_key.error());
-  std::string master_key;
-  if (map_key->is_string() && !map_key->str.empty()) {
+  if (map_key->is_string() && !map_key->str.empty())
     master_key = redis::keys::api_key(user, map_key->str);
-    auto rec = client_.command({"HMGET", master_key, "database_role", "database_password"});
-    if (!rec)
-      return std::move(rec.error());
-    if (auto rp = role_and_password(*rec); rp && rp->first == dbuser && rp->second)
-      return result{*rp->second};
-  }
   // 2. Any key record of the user with that role.
   auto pattern = "api_keys:" + escape_glob(user) + ":*";
   std::string cursor = "0";

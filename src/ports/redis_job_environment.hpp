@@ -2,15 +2,18 @@
 // database passwords from the metadata Redis (SPEC §3.4, §4, §6), with a
 // short-lived cache.
 //
-// timeout_cap_ms(user): `HGET limits:batch:{user} timeout` when it is a
-//   positive integer (it replaces the default even when higher), else the
-//   configured default (batch.query-timeout). 1 round trip when not cached.
-// password(user, dbuser): `HGET rails:users:{user} map_key`, then
-//   `HMGET api_keys:{user}:{map_key} database_role database_password`: the
-//   master key's password when its role is dbuser (2 round trips). Otherwise
-//   `SCAN <cursor> MATCH api_keys:{user}:* COUNT 1000` page by page, each page's
-//   records read with one pipelined HMGET per key, until a record whose
-//   database_role is dbuser (2 + 2 per page). nullopt when no record has it.
+// Both come from one script, user_env.lua (1 round trip for a user not
+// cached): `limits:batch:{user} timeout`, and the role and password of the
+// master key record (`api_keys:{user}:{rails:users map_key}`). Each call caches
+// both, so a runner's cap read and password read cost one round trip together.
+// timeout_cap_ms(user): the limit when it is a positive integer (it replaces
+//   the default even when higher), else the configured default
+//   (batch.query-timeout).
+// password(user, dbuser): the master key's password when its role is dbuser.
+//   Otherwise `HGET rails:users:{user} map_key`, then `SCAN <cursor> MATCH
+//   api_keys:{user}:* COUNT 1000` page by page, each page's records read with
+//   one pipelined HMGET per key, until a record whose database_role is dbuser
+//   (1 + 1 + 2 per page). nullopt when no record has it.
 //   Found passwords are cached; misses are not (a key created a moment later
 //   is seen at once). The password is never logged.
 //
@@ -60,6 +63,15 @@ private:
     clock::time_point until;
   };
 
+  /// What user_env.lua reads in one round trip; fills the caches.
+  struct user_env {
+    int64_t cap = 0;
+    std::optional<std::string> master_role;
+    std::optional<std::string> master_password;
+  };
+  caf::expected<user_env> read_env(const std::string& user, clock::time_point now);
+
+  /// The fallback: a key record other than the master's with role `dbuser`.
   caf::expected<std::optional<std::string>> lookup_password(const std::string& user,
                                                              const std::string& dbuser);
 

@@ -122,7 +122,20 @@ TEST_F(runner_ports, ThePasswordOfTheMasterKeysRoleComesFromTheMasterKeyRecord) 
   ASSERT_TRUE(p) << message_of(p.error());
   ASSERT_TRUE(p->has_value());
   EXPECT_EQ(**p, "master-pw");
-  EXPECT_EQ(env.round_trips(), 2u); // HGET map_key + HMGET of the master record
+  EXPECT_EQ(env.round_trips(), 1u); // user_env: cap, map_key and the master record
+}
+
+TEST_F(runner_ports, TheCapAndTheMasterPasswordCostOneRoundTripTogether) {
+  make_user(user + "_owner");
+  hset(redis::keys::limits_batch(user), {"timeout", "1234"});
+  ports::redis_job_environment env{test_endpoint(), default_cap, 30s};
+  auto cap = env.timeout_cap_ms(user);
+  ASSERT_TRUE(cap) << message_of(cap.error());
+  EXPECT_EQ(*cap, 1234);
+  auto p = env.password(user, user + "_owner");
+  ASSERT_TRUE(p && p->has_value());
+  EXPECT_EQ(**p, "master-pw");
+  EXPECT_EQ(env.round_trips(), 1u);
 }
 
 TEST_F(runner_ports, AnotherRolesPasswordComesFromTheKeyRecordWithThatRole) {
