@@ -20,7 +20,7 @@ using batchq::redis::test::test_endpoint;
 
 TEST(RedisScripts, EveryOperationIsEmbeddedWithAHeaderNamingKeysAndArgv) {
   std::vector<std::string> expected{"job_cancel_pending", "job_create", "job_list", "turn",
-                                    "turns_renew",        "wip_orphans"};
+                                    "turns_renew",        "user_env",   "wip_orphans"};
   std::vector<std::string> names;
   for (const script* s : scripts::all()) {
     names.emplace_back(s->name);
