@@ -442,28 +442,31 @@ void wait_final(world& w, const batch_of_jobs& b, double timeout_s) {
   }
 }
 
-/// Status and updated_at of every job of `b` (after the scenario).
-std::map<std::string, std::pair<std::string, std::string>> read_jobs(world& w,
-                                                                     const batch_of_jobs& b) {
+/// What the driver reads of a job after a scenario.
+struct job_state {
+  std::string status;
+  std::string created_at;
+  std::string updated_at;
+};
+
+/// Every job of `b`, by id (pipelined).
+std::map<std::string, job_state> read_jobs(world& w, const batch_of_jobs& b) {
   std::vector<std::string> ids;
-  for (auto& u : b.users)
-    for (auto& id : b.ids.at(u))
-      ids.push_back(id);
   commands cmds;
-  for (auto& id : ids)
-    cmds.push_back({"HMGET", redis::keys::job(id), "status", "updated_at", "created_at"});
-  auto c = w.batch();
-  std::map<std::string, std::pair<std::string, std::string>> out;
-  for (size_t i = 0; i < cmds.size(); i += 4000) {
-    commands part(cmds.begin() + static_cast<long>(i),
-                  cmds.begin() + static_cast<long>(std::min(cmds.size(), i + 4000)));
-    auto r = c.pipeline(part);
-    if (!r)
-      fatal("reading jobs: " + message_of(r.error()));
-    for (size_t k = 0; k < r->size(); ++k) {
-      auto& e = (*r)[k].elements;
-      out[ids[i + k]] = {e.size() > 0 ? e[0].str : "", e.size() > 1 ? e[1].str : ""};
+  for (auto& u : b.users)
+    for (auto& id : b.ids.at(u)) {
+      ids.push_back(id);
+      cmds.push_back({"HMGET", redis::keys::job(id), "status", "created_at", "updated_at"});
     }
+  auto c = w.batch();
+  auto r = harness::pipeline_batched(c, cmds);
+  if (!r)
+    fatal("reading jobs: " + message_of(r.error()));
+  std::map<std::string, job_state> out;
+  for (size_t k = 0; k < r->size(); ++k) {
+    auto& e = (*r)[k].elements;
+    auto at = [&](size_t i) { return i < e.size() ? e[i].str : std::string{}; };
+    out[ids[k]] = {at(0), at(1), at(2)};
   }
   return out;
 }
@@ -472,9 +475,9 @@ void require_all_done(world& w, const batch_of_jobs& b, const std::string& what)
   int not_done = 0;
   std::string first;
   for (auto& [id, st] : read_jobs(w, b))
-    if (st.first != "done") {
+    if (st.status != "done") {
       if (first.empty())
-        first = id + " " + st.first;
+        first = id + " " + st.status;
       ++not_done;
     }
   if (not_done > 0)
@@ -545,20 +548,16 @@ row trickle(world& w) {
     b.ids[user].push_back(id);
     ++b.total;
   }
-  for (auto& u : users)
-    if (b.ids[u].empty())
-      b.ids[u].push_back("none");
+  // Users who got no job (fewer jobs than users) are not waited for.
+  b.users.erase(std::remove_if(b.users.begin(), b.users.end(),
+                               [&](const std::string& u) { return b.ids[u].empty(); }),
+                b.users.end());
   wait_final(w, b, 120);
   auto z = after(w);
   require_all_done(w, b, "trickle");
   std::vector<double> lat;
-  auto c2 = w.batch();
-  for (auto& u : users)
-    for (auto& id : b.ids[u]) {
-      auto r = c2.command({"HMGET", redis::keys::job(id), "created_at", "updated_at"});
-      if (r && r->elements.size() == 2)
-        lat.push_back(ms_between(r->elements[0].str, r->elements[1].str));
-    }
+  for (auto& [id, st] : read_jobs(w, b))
+    lat.push_back(ms_between(st.created_at, st.updated_at));
   auto r = make_row(w,
                     "trickle " + std::to_string(s.trickle_rate) + " jobs/s over "
                       + std::to_string(s.trickle_users) + " users (HTTP API)",
@@ -635,11 +634,11 @@ std::string fairness(world& w) {
   wait_final(w, light, 120);
   std::string last_light;
   for (auto& [id, st] : read_jobs(w, light))
-    last_light = std::max(last_light, st.second);
+    last_light = std::max(last_light, st.updated_at);
   wait_final(w, heavy, 600);
   int ran = 0;
   for (auto& [id, st] : read_jobs(w, heavy))
-    if (st.first == "done" && st.second >= woken && st.second <= last_light)
+    if (st.status == "done" && st.updated_at >= woken && st.updated_at <= last_light)
       ++ran;
   require_all_done(w, light, "fairness (light users)");
   require_all_done(w, heavy, "fairness (heavy user)");
@@ -728,10 +727,7 @@ int main(int argc, char** argv) {
   app.add_flag("--keep", opt.keep, "keep the run directory (node logs, report)");
   CLI11_PARSE(app, argc, argv);
   batchq::harness::set_tag("bench");
-  if (opt.pg_port == 0) {
-    if (const char* p = std::getenv("BATCHQ_TEST_PG_PORT"))
-      opt.pg_port = std::atoi(p);
-  }
+  opt.pg_port = batchq::harness::pg_port_or_env(opt.pg_port);
   if (opt.pg_port <= 0) {
     std::cerr << "batchq-bench: --pg-port or BATCHQ_TEST_PG_PORT is needed\n";
     return 2;

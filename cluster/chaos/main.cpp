@@ -227,18 +227,16 @@ void wait_registered(world& w) {
 
 /// How many jobs are final now (-1 when Redis does not answer).
 int64_t final_jobs(world& w, redis::client& c) {
+  harness::commands cmds;
+  for (const auto& j : w.jobs)
+    cmds.push_back({"HGET", redis::keys::job(j.id), "status"});
+  auto r = harness::pipeline_batched(c, cmds, 2000);
+  if (!r)
+    return -1;
   int64_t n = 0;
-  for (size_t i = 0; i < w.jobs.size(); i += 2000) {
-    std::vector<std::vector<std::string>> cmds;
-    for (size_t k = i; k < std::min(w.jobs.size(), i + 2000); ++k)
-      cmds.push_back({"HGET", redis::keys::job(w.jobs[k].id), "status"});
-    auto r = c.pipeline(cmds);
-    if (!r)
-      return -1;
-    for (auto& x : *r)
-      if (x.is_string() && (x.str == "done" || x.str == "failed" || x.str == "cancelled"))
-        ++n;
-  }
+  for (auto& x : *r)
+    if (x.is_string() && (x.str == "done" || x.str == "failed" || x.str == "cancelled"))
+      ++n;
   return n;
 }
 
@@ -492,10 +490,7 @@ int main(int argc, char** argv) {
   app.add_flag("--keep", opt.keep, "keep the files, the log table and the function");
   CLI11_PARSE(app, argc, argv);
   batchq::harness::set_tag("chaos");
-  if (opt.pg_port == 0) {
-    if (const char* p = std::getenv("BATCHQ_TEST_PG_PORT"))
-      opt.pg_port = std::atoi(p);
-  }
+  opt.pg_port = batchq::harness::pg_port_or_env(opt.pg_port);
   if (opt.pg_port <= 0) {
     std::cerr << "batchq-chaos: --pg-port or BATCHQ_TEST_PG_PORT is needed\n";
     return 2;

@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <sstream>
@@ -94,14 +95,32 @@ redis::client redis_proc::client(int db) const {
   return redis::client{redis::endpoint{"127.0.0.1", port_, db}};
 }
 
-void run_commands(redis::client& c, const commands& cmds, size_t batch) {
+caf::expected<std::vector<redis::reply>> pipeline_batched(redis::client& c, const commands& cmds,
+                                                          size_t batch) {
+  std::vector<redis::reply> out;
+  out.reserve(cmds.size());
   for (size_t i = 0; i < cmds.size(); i += batch) {
     commands part(cmds.begin() + static_cast<long>(i),
                   cmds.begin() + static_cast<long>(std::min(cmds.size(), i + batch)));
     auto r = c.pipeline(part);
     if (!r)
-      fatal("writing to Redis: " + message_of(r.error()));
+      return std::move(r.error());
+    for (auto& x : *r)
+      out.push_back(std::move(x));
   }
+  return out;
+}
+
+void run_commands(redis::client& c, const commands& cmds, size_t batch) {
+  if (auto r = pipeline_batched(c, cmds, batch); !r)
+    fatal("writing to Redis: " + message_of(r.error()));
+}
+
+int pg_port_or_env(int given) {
+  if (given > 0)
+    return given;
+  const char* p = std::getenv("BATCHQ_TEST_PG_PORT");
+  return p != nullptr ? std::atoi(p) : 0;
 }
 
 void add_user(commands& cmds, const std::string& user, int pg_port) {

@@ -52,8 +52,16 @@ private:
   std::unique_ptr<dev::child_process> proc_;
 };
 
-/// Sends `cmds` in pipelined batches of `batch`; fatal on a failure.
+/// Sends `cmds` in pipelined batches of `batch` and returns every reply, in
+/// order; the first failure of a batch is the error.
+caf::expected<std::vector<redis::reply>> pipeline_batched(redis::client& c, const commands& cmds,
+                                                          size_t batch = 4000);
+
+/// pipeline_batched, fatal on a failure.
 void run_commands(redis::client& c, const commands& cmds, size_t batch = 4000);
+
+/// `given` when positive, else $BATCHQ_TEST_PG_PORT (0 when unset).
+int pg_port_or_env(int given);
 
 /// Commands creating `user` in CARTO's layout (rails:users + a master key
 /// `k<user>` with role postgres and no password) for a database on

@@ -57,17 +57,19 @@ redis_job_environment::read_env(const std::string& user, clock::time_point now) 
                         {redis::keys::api_key(user, "")});
   if (!r)
     return std::move(r.error());
-  if (!r->is_array() || r->elements.size() != 3)
+  if (!r->is_array() || r->elements.size() != 4)
     return make_error(ec::redis_error, "unexpected user_env reply: " + r->to_string());
   user_env e;
   e.cap = default_timeout_ms_;
   if (r->elements[0].is_string())
     if (auto v = positive_integer(r->elements[0].str))
       e.cap = *v;
-  if (r->elements[1].is_string())
-    e.master_role = r->elements[1].str;
+  if (r->elements[1].is_string() && !r->elements[1].str.empty())
+    e.master_key = redis::keys::api_key(user, r->elements[1].str);
   if (r->elements[2].is_string())
-    e.master_password = r->elements[2].str;
+    e.master_role = r->elements[2].str;
+  if (r->elements[3].is_string())
+    e.master_password = r->elements[3].str;
   if (cache_ttl_.count() > 0) {
     caps_[user] = cached<int64_t>{e.cap, now + cache_ttl_};
     if (e.master_role && e.master_password)
@@ -107,23 +109,18 @@ redis_job_environment::password(const std::string& user, const std::string& dbus
     return std::move(e.error());
   if (e->master_role == dbuser && e->master_password)
     return std::optional<std::string>{*e->master_password};
-  auto found = lookup_password(user, dbuser);
+  auto found = lookup_password(user, dbuser, e->master_key);
   if (found && *found && cache_ttl_.count() > 0)
     passwords_[key] = cached<std::string>{**found, now + cache_ttl_};
   return found;
 }
 
 caf::expected<std::optional<std::string>>
-redis_job_environment::lookup_password(const std::string& user, const std::string& dbuser) {
+redis_job_environment::lookup_password(const std::string& user, const std::string& dbuser,
+                                       const std::string& master_key) {
   using result = std::optional<std::string>;
-  // The master key's record was read by user_env; it is skipped here.
-  std::string master_key;
-  auto map_key = client_.command({"HGET", redis::keys::rails_user(user), "map_key"});
-  if (!map_key)
-    return std::move(map_key.error());
-  if (map_key->is_string() && !map_key->str.empty())
-    master_key = redis::keys::api_key(user, map_key->str);
-  // 2. Any key record of the user with that role.
+  // Any key record of the user with that role but the master's (user_env
+  // read that one).
   auto pattern = "api_keys:" + escape_glob(user) + ":*";
   std::string cursor = "0";
   do {

@@ -10,10 +10,10 @@
 //   the default even when higher), else the configured default
 //   (batch.query-timeout).
 // password(user, dbuser): the master key's password when its role is dbuser.
-//   Otherwise `HGET rails:users:{user} map_key`, then `SCAN <cursor> MATCH
+//   Otherwise `SCAN <cursor> MATCH
 //   api_keys:{user}:* COUNT 1000` page by page, each page's records read with
 //   one pipelined HMGET per key, until a record whose database_role is dbuser
-//   (1 + 1 + 2 per page). nullopt when no record has it.
+//   (1 + 2 per page). nullopt when no record has it.
 //   Found passwords are cached; misses are not (a key created a moment later
 //   is seen at once). The password is never logged.
 //
@@ -66,14 +66,17 @@ private:
   /// What user_env.lua reads in one round trip; fills the caches.
   struct user_env {
     int64_t cap = 0;
+    /// api_keys:{user}:{map_key} ("" when the user has no map_key).
+    std::string master_key;
     std::optional<std::string> master_role;
     std::optional<std::string> master_password;
   };
   caf::expected<user_env> read_env(const std::string& user, clock::time_point now);
 
-  /// The fallback: a key record other than the master's with role `dbuser`.
+  /// The fallback: a key record other than `master_key` with role `dbuser`.
   caf::expected<std::optional<std::string>> lookup_password(const std::string& user,
-                                                             const std::string& dbuser);
+                                                             const std::string& dbuser,
+                                                             const std::string& master_key);
 
   int64_t default_timeout_ms_;
   std::chrono::milliseconds cache_ttl_;

@@ -6,7 +6,8 @@
 -- KEYS[2]  rails:users:{user}    hash, field map_key
 -- ARGV[1]  api_keys:{user}:      the prefix of the user's key records
 --
--- Returns {timeout or false, database_role or false, database_password or false}.
+-- Returns {timeout or false, map_key or false, database_role or false,
+--          database_password or false}.
 -- A wrong-typed key answers false for what it holds (never an error).
 local function hget(key, field)
   if redis.call('TYPE', key).ok ~= 'hash' then
@@ -24,4 +25,4 @@ if map_key and map_key ~= '' then
     role, password = f[1], f[2]
   end
 end
-return {timeout, role, password}
+return {timeout, map_key, role, password}
