@@ -159,16 +159,16 @@ std::string url_query(const httplib::Request& req) {
   return q == std::string::npos ? std::string{} : req.target.substr(q + 1);
 }
 
-std::optional<caller> admit(context& ctx, const httplib::Request& req, httplib::Response& res,
-                            const std::string& path_user) {
+std::optional<caller> admit(context& ctx, const httplib::Request& req, std::string_view body,
+                            httplib::Response& res, const std::string& path_user) {
   auto user = user_of(path_user, req.get_header_value("Host"), ctx.user_from_host);
-  auto too_large = static_cast<int64_t>(req.body.size()) > ctx.cfg.api_max_payload;
+  auto too_large = static_cast<int64_t>(body.size()) > ctx.cfg.api_max_payload;
 
   // The key, unless the body is too large to be read (then only the user check
   // matters). A body that does not parse presents no key from the body.
   presented_key key;
   if (!too_large) {
-    auto fields = job::request_fields(req.body, req.get_header_value("Content-Type"),
+    auto fields = job::request_fields(body, req.get_header_value("Content-Type"),
                                       url_query(req));
     if (!fields) // the URL query alone still counts
       fields = job::request_fields("", "", url_query(req));
@@ -191,7 +191,7 @@ std::optional<caller> admit(context& ctx, const httplib::Request& req, httplib::
     return std::nullopt;
   }
   if (too_large) {
-    write_error(res, 400, payload_message(req.body.size(), ctx.cfg.api_max_payload));
+    write_error(res, 400, payload_message(body.size(), ctx.cfg.api_max_payload));
     return std::nullopt;
   }
   switch (judge_key(!key.key.empty(), found.key, ctx.cfg.api_allow_regular_keys)) {

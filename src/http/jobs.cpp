@@ -141,8 +141,8 @@ bool valid_idempotency_key(const std::string& text) {
 
 // -- routes ---------------------------------------------------------------------
 
-void create_job(context& ctx, const httplib::Request& req, httplib::Response& res,
-                const caller& who) {
+void create_job(context& ctx, const httplib::Request& req, std::string_view body,
+                httplib::Response& res, const caller& who) {
   std::string idem;
   if (req.has_header("Idempotency-Key")) {
     idem = req.get_header_value("Idempotency-Key");
@@ -152,7 +152,7 @@ void create_job(context& ctx, const httplib::Request& req, httplib::Response& re
     }
   }
   auto request =
-    job::parse_request(req.body, req.get_header_value("Content-Type"), url_query(req));
+    job::parse_request(body, req.get_header_value("Content-Type"), url_query(req));
   if (!request) {
     write_error(res, 400, request.error().message);
     return;

@@ -49,8 +49,9 @@ bool valid_cursor(const std::string& text);
 /// An Idempotency-Key: 1 to 255 visible ASCII characters.
 bool valid_idempotency_key(const std::string& text);
 
-void create_job(context& ctx, const httplib::Request& req, httplib::Response& res,
-                const caller& who);
+/// `body`: the request body as received.
+void create_job(context& ctx, const httplib::Request& req, std::string_view body,
+                httplib::Response& res, const caller& who);
 void get_job(context& ctx, const httplib::Request& req, httplib::Response& res,
              const caller& who, const std::string& job_id);
 void cancel_job(context& ctx, const httplib::Request& req, httplib::Response& res,

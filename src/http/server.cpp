@@ -124,11 +124,46 @@ struct server::impl {
   template <class Handler>
   httplib::Server::Handler job_route(Handler handler) {
     return [this, handler](const httplib::Request& req, httplib::Response& res) {
-      auto who = admit(ctx, req, res, req.matches[1].str());
+      auto who = admit(ctx, req, req.body, res, req.matches[1].str());
       if (!who)
         return;
       res.set_header("X-Served-By-DB-Host", who->database_host);
       handler(req, res, *who);
+    };
+  }
+
+  /// The job route of a POST: the route reads the body itself. httplib reads a
+  /// form-encoded body only up to its compiled-in 8,192 bytes
+  /// (CPPHTTPLIB_FORM_URL_ENCODED_PAYLOAD_MAX_LENGTH, fixed in the Debian
+  /// library) and parses it into params nobody uses; a content reader gets the
+  /// body as received, any content type, up to httplib's payload limit.
+  template <class Handler>
+  httplib::Server::HandlerWithContentReader body_route(Handler handler) {
+    return [this, handler](const httplib::Request& req, httplib::Response& res,
+                           const httplib::ContentReader& read) {
+      std::string body;
+      bool ok = true;
+      if (req.is_multipart_form_data()) // read as before: no fields (as CARTO's Express)
+        ok = read([](const httplib::MultipartFormData&) { return true; },
+                  [](const char*, size_t) { return true; });
+      else
+        ok = read([&body](const char* data, size_t n) {
+          body.append(data, n);
+          return true;
+        });
+      if (!ok && res.status == 413) { // above httplib's payload limit
+        too_large(req, res);
+        return;
+      }
+      if (!ok) {
+        write_error(res, 400, "the request body could not be read");
+        return;
+      }
+      auto who = admit(ctx, req, body, res, req.matches[1].str());
+      if (!who)
+        return;
+      res.set_header("X-Served-By-DB-Host", who->database_host);
+      handler(req, body, res, *who);
     };
   }
 
@@ -254,8 +289,9 @@ struct server::impl {
     if (which != routes::all)
       return;
 
-    svr.Post(job_collection, job_route([this](auto& req, auto& res, const caller& who) {
-               create_job(ctx, req, res, who);
+    svr.Post(job_collection,
+             body_route([this](auto& req, std::string_view body, auto& res, const caller& who) {
+               create_job(ctx, req, body, res, who);
              }));
     svr.Get(job_collection, job_route([this](auto& req, auto& res, const caller& who) {
               list_jobs(ctx, req, res, who);

@@ -17,6 +17,10 @@ int hex_value(char c) {
   return -1;
 }
 
+// qs (Express's form parser) reads at most this many bracket segments; the
+// rest of the key stays one literal segment ("a[1]...[5][6][7]" -> ..., "[6][7]").
+constexpr size_t max_key_depth = 5;
+
 // Splits "a[b][]" into {"a", "b", ""}; unbalanced brackets -> the whole key.
 std::vector<std::string> split_key(const std::string& key) {
   auto open = key.find('[');
@@ -25,6 +29,10 @@ std::vector<std::string> split_key(const std::string& key) {
   std::vector<std::string> result{key.substr(0, open)};
   size_t pos = open;
   while (pos < key.size()) {
+    if (result.size() > max_key_depth) {
+      result.push_back(key.substr(pos));
+      break;
+    }
     if (key[pos] != '[')
       return {key};
     auto close = key.find(']', pos);
@@ -47,18 +55,25 @@ bool is_index(const std::string& seg) {
 
 // While parsing, every container is a JSON object; `[]` appends under a fresh
 // index key. Numeric-keyed objects become arrays in `finish`.
-constexpr const char* append_marker = "\x01append";
+constexpr const char* append_marker = "\x01" "append";
+// The index an append tried last, so that n appends cost O(n), not O(n^2).
+constexpr const char* next_marker = "\x01" "next";
+
+// The first free index of `node` from its hint on; moves the hint past it.
+std::string next_free(nlohmann::json& node) {
+  auto hint = node.find(next_marker);
+  size_t n = hint != node.end() && hint->is_number_unsigned() ? hint->get<size_t>() : 0;
+  while (node.contains(std::to_string(n)))
+    ++n;
+  node[next_marker] = n + 1;
+  return std::to_string(n);
+}
 
 void assign(nlohmann::json& node, const std::vector<std::string>& path, size_t i,
             std::string value) {
   auto seg = path[i];
-  if (seg.empty() && i > 0) {
-    // `[]`: next free index.
-    size_t n = 0;
-    while (node.contains(std::to_string(n)))
-      ++n;
-    seg = std::to_string(n);
-  }
+  if (seg.empty() && i > 0)
+    seg = next_free(node); // `[]`
   if (i + 1 == path.size()) {
     auto it = node.find(seg);
     if (it == node.end()) {
@@ -69,12 +84,11 @@ void assign(nlohmann::json& node, const std::vector<std::string>& path, size_t i
       list[append_marker] = true;
       list["0"] = *it;
       list["1"] = std::move(value);
+      list[next_marker] = 2;
       *it = std::move(list);
     } else if (it->is_object() && it->contains(append_marker)) {
-      size_t n = 0;
-      while (it->contains(std::to_string(n)))
-        ++n;
-      (*it)[std::to_string(n)] = std::move(value);
+      auto n = next_free(*it);
+      (*it)[n] = std::move(value);
     }
     // else: a string where an object already is: first one wins.
     return;
@@ -91,6 +105,7 @@ nlohmann::json finish(nlohmann::json node) {
   if (!node.is_object())
     return node;
   node.erase(append_marker);
+  node.erase(next_marker);
   bool all_index = !node.empty();
   for (auto& [k, v] : node.items()) {
     (void)v;

@@ -170,6 +170,42 @@ bool media_type_is(std::string_view content_type, std::string_view expected) {
 
 enum class body_kind { none, json_body, form_body };
 
+/// The byte offset (1-based, as nlohmann counts) where `body` opens its
+/// (max_json_depth + 1)-th nested array or object, or 0 when it never does.
+/// Linear; strings (with their escapes) are skipped.
+size_t too_deep_at(std::string_view body) {
+  size_t depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < body.size(); ++i) {
+    char c = body[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > max_json_depth)
+        return i + 1;
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      --depth;
+    }
+  }
+  return 0;
+}
+
+/// The token nlohmann names in an out_of_range message ("... parsing '1e999'"),
+/// cut to 40 bytes.
+std::string quoted_token(const std::string& what) {
+  auto open = what.find('\'');
+  auto close = what.rfind('\'');
+  if (open == std::string::npos || close <= open)
+    return {};
+  auto token = what.substr(open + 1, close - open - 1);
+  return token.size() > 40 ? token.substr(0, 40) + "..." : token;
+}
+
 struct merged {
   json fields;
   bool query_from_json = false;
@@ -190,10 +226,18 @@ result<merged> merge_fields(std::string_view body, std::string_view content_type
   }
   json body_fields = json::object();
   if (kind == body_kind::json_body && !trim(body).empty()) {
+    if (auto at = too_deep_at(body); at > 0)
+      return invalid("Invalid JSON body: nested deeper than " + std::to_string(max_json_depth)
+                     + " levels at byte " + std::to_string(at));
     try {
       body_fields = json::parse(body.begin(), body.end());
     } catch (const json::parse_error& e) {
       return invalid("Invalid JSON body: syntax error at byte " + std::to_string(e.byte));
+    } catch (const json::out_of_range& e) {
+      // A number beyond a double's range (1e999): the only other parse failure.
+      return invalid("Invalid JSON body: number out of range: " + quoted_token(e.what()));
+    } catch (const json::exception& e) {
+      return invalid(std::string{"Invalid JSON body: "} + e.what());
     }
     if (!body_fields.is_object())
       body_fields = json::object();

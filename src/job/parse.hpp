@@ -15,6 +15,8 @@ namespace batchq::job {
 /// The exact validation messages (SPEC §3.2).
 inline constexpr const char* msg_invalid_sql = "You must indicate a valid SQL";
 inline constexpr const char* msg_no_job_class = "there is no job class for the provided query";
+/// Arrays and objects nested deeper than this in a JSON body are refused.
+inline constexpr size_t max_json_depth = 64;
 
 /// The request's top-level fields as one JSON object: the URL query string's
 /// fields, overridden field by field by the body's. The body is read as JSON when
@@ -23,8 +25,10 @@ inline constexpr const char* msg_no_job_class = "there is no job class for the p
 /// content type, as JSON if it starts with `{` or `[` and as a form otherwise;
 /// other content types contribute nothing. A JSON body that is not an object
 /// contributes nothing. The HTTP layer also reads `api_key`/`map_key` from here.
-/// Errors: malformed JSON -> invalid_request
-/// "Invalid JSON body: syntax error at byte <n>".
+/// Errors (invalid_request): "Invalid JSON body: syntax error at byte <n>",
+/// "Invalid JSON body: number out of range: <token>" (beyond a double, e.g. 1e999),
+/// "Invalid JSON body: nested deeper than 64 levels at byte <n>". Linear in the
+/// size of the body and the URL query.
 result<nlohmann::json> request_fields(std::string_view body, std::string_view content_type,
                                       std::string_view url_query);
 

@@ -1,6 +1,8 @@
 // Form-encoded bodies and URL query strings read as CARTO's Express reads them.
 #include "src/job/form.hpp"
 
+#include <chrono>
+
 #include <gtest/gtest.h>
 
 namespace batchq::job {
@@ -32,6 +34,34 @@ TEST(ParseForm, ReadsIndexedKeysAsAnArrayInIndexOrder) {
 TEST(ParseForm, AppendsEmptyBracketsAndRepeatedKeys) {
   EXPECT_EQ(parse_form("query[]=a&query[]=b"), (json{{"query", {"a", "b"}}}));
   EXPECT_EQ(parse_form("query=a&query=b&query=c"), (json{{"query", {"a", "b", "c"}}}));
+}
+
+TEST(ParseForm, KeepsBracketsPastFiveLevelsAsOneKeyAsQsDoes) {
+  EXPECT_EQ(parse_form("a[b][c][d][e][f][g][h][i]=j"),
+            (json::parse(R"({"a":{"b":{"c":{"d":{"e":{"f":{"[g][h][i]":"j"}}}}}}})")));
+}
+
+TEST(ParseForm, AppendsInLinearTime) {
+  // 200,000 appends: quadratic (the old next-index scan) takes minutes, linear
+  // well under a second; the bound leaves 20x for a loaded machine.
+  std::string body;
+  for (int i = 0; i < 200000; ++i)
+    body += i ? "&query[]=a" : "query[]=a";
+  auto t0 = std::chrono::steady_clock::now();
+  auto f = parse_form(body);
+  auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_EQ(f["query"].size(), 200000u);
+  EXPECT_LT(took, std::chrono::seconds{20});
+  std::string repeated;
+  for (int i = 0; i < 200000; ++i)
+    repeated += i ? "&q=a" : "q=a";
+  EXPECT_EQ(parse_form(repeated)["q"].size(), 200000u);
+}
+
+TEST(ParseForm, MarkerLikeKeysFromTheClientCannotBreakTheParser) {
+  EXPECT_EQ(parse_form("query[%01next]=x&query[]=a&query[]=b"),
+            (json{{"query", {"a", "b"}}}));
+  EXPECT_EQ(parse_form("q[%01next]=x&q[%01append]=y"), (json{{"q", json::object()}}));
 }
 
 TEST(ParseForm, CompactsSparseIndexes) {

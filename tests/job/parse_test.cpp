@@ -161,6 +161,27 @@ TEST(Validation, MalformedJsonIsReportedWithItsPosition) {
   EXPECT_EQ(error_of(json_body(R"({"query": "a",)")), "Invalid JSON body: syntax error at byte 15");
 }
 
+TEST(Validation, ANumberBeyondADoubleIsA400NotAnException) {
+  EXPECT_EQ(error_of(json_body(R"({"query": 1e999999})")),
+            "Invalid JSON body: number out of range: 1e999999");
+  EXPECT_EQ(error_of(json_body(R"({"query": "select 1", "timeout": -1e400})")),
+            "Invalid JSON body: number out of range: -1e400");
+  // A long integer is a double, not an error; timeout then says what is wrong.
+  EXPECT_EQ(error_of(json_body(
+              R"({"query": [{"query": "a", "timeout": 123456789012345678901234567890}]})")),
+            "query[0].timeout must be a non-negative integer");
+}
+
+TEST(Validation, NestingDeeperThan64LevelsIsRefusedWithItsPosition) {
+  std::string ok = R"({"query": "a", "x": )" + std::string(63, '[') + std::string(63, ']') + "}";
+  EXPECT_TRUE(json_body(ok)) << ok;
+  std::string deep = R"({"query": "a", "x": )" + std::string(100000, '[');
+  EXPECT_EQ(error_of(json_body(deep)), "Invalid JSON body: nested deeper than 64 levels at byte 84");
+  // Brackets inside strings (escaped quotes included) do not count.
+  std::string quoted = R"({"query": "\"[[[)" + std::string(100, '{') + R"("})";
+  EXPECT_TRUE(json_body(quoted)) << quoted;
+}
+
 TEST(Validation, JobFallbacksOutsideTheNestedFormAreRefused) {
   EXPECT_EQ(error_of(json_body(R"({"query": {"query": [{"query": "a"}]}, "onerror": "e"})")),
             "onerror must be inside query for the nested form");
