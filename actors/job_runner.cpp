@@ -338,7 +338,8 @@ void run_statement(self_ptr self, const job::statement& stmt) {
     auto& m = metrics::global();
     m.running_statements.fetch_add(1, std::memory_order_relaxed);
     auto started = std::chrono::steady_clock::now();
-    auto res = sess->execute(job_id_of(self), stmt.sql, stmt.timeout_ms, st.token.get());
+    auto res = sess->execute(job_id_of(self), stmt.sql, stmt.timeout_ms, st.token.get(),
+                             stmt.templated);
     m.running_statements.fetch_sub(1, std::memory_order_relaxed);
     m.statement_duration.observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());

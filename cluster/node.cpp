@@ -57,6 +57,13 @@ constexpr std::chrono::seconds http_cancel_timeout{30};
 /// /ready waits this long for the subscriber's answer.
 constexpr std::chrono::seconds ready_timeout{2};
 
+/// Every PostgreSQL connection of the node: bounds from postgres.result-grace.
+pg::pool_config pool_config_of(const settings& s) {
+  pg::pool_config c;
+  c.session.result_grace = std::chrono::milliseconds{s.postgres_result_grace};
+  return c;
+}
+
 redis::endpoint batch_endpoint(const settings& s) {
   return redis::endpoint{s.redis_host, s.redis_port, s.redis_db};
 }
@@ -108,6 +115,7 @@ caf::error node::start() {
   auto& st = *impl_;
   const auto& s = cfg_;
   auto ep = batch_endpoint(s);
+  st.pool = std::make_shared<pg::pool>(pool_config_of(s));
 
   // One job environment (limits, passwords; thread-safe, cached) for every
   // runner and the pg_cancel_backend fallback.
@@ -323,7 +331,8 @@ cancel_front::cancel_front(caf::actor_system& sys, const settings& s, std::strin
   impl_->canceller = spawn_canceller(
     sys_, canceller_cfg, impl_->status, std::make_shared<pg::cancel_registry>(),
     std::make_shared<middleman_node_directory>(sys_, ep),
-    std::make_shared<ports::pg_backend_cancel>(ep, env, std::make_shared<pg::pool>(),
+    std::make_shared<ports::pg_backend_cancel>(ep, env,
+                                               std::make_shared<pg::pool>(pool_config_of(s)),
                                                s.postgres_port));
 }
 

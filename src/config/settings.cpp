@@ -51,7 +51,10 @@ config::config() {
     .add(raw_.cluster_node_id, "node-id", "this node's id (default: host name + pid)")
     .add(cluster_port_, "port", "CAF middleman port; 0 picks a free one");
   opt_group{custom_options_, "postgres"}
-    .add(postgres_port_, "port", "PostgreSQL port when rails:users has no database_port");
+    .add(postgres_port_, "port", "PostgreSQL port when rails:users has no database_port")
+    .add(raw_.postgres_result_grace, "result-grace",
+         "ms a statement may outlive its timeout before batchq cancels it; as long again "
+         "without an answer and the connection is given up");
   opt_group{custom_options_, "log"}
     .add(raw_.log_format, "format", "text or json")
     .add(raw_.log_level, "level", "debug, info, warning or error");
@@ -101,7 +104,8 @@ caf::expected<settings> config::validate() const {
                         positive{"batch.finished-jobs-ttl", s.batch_finished_jobs_ttl},
                         positive{"batch.lease-ttl", s.batch_lease_ttl},
                         positive{"batch.rescan-interval", s.batch_rescan_interval},
-                        positive{"batch.sweep-interval", s.batch_sweep_interval}})
+                        positive{"batch.sweep-interval", s.batch_sweep_interval},
+                        positive{"postgres.result-grace", s.postgres_result_grace}})
     if (v <= 0)
       return bad(key, "must be greater than 0, got " + std::to_string(v));
   if (s.batch_shutdown_grace < 0)

@@ -48,6 +48,7 @@ struct settings {
   uint16_t cluster_port = 0;                   // 0 = ephemeral
 
   uint16_t postgres_port = 5432;
+  int64_t postgres_result_grace = 5000;        // ms (pg::session_options::result_grace)
 
   std::string log_format = "text";             // text | json
   std::string log_level = "info";              // debug | info | warning | error

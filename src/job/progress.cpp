@@ -278,6 +278,15 @@ std::optional<statement> next_statement(const job& j, int64_t cap_ms) {
     st.sql = render_template(*j.onerror, j.job_id, job_error_message(j));
     break;
   }
+  // A fallback whose text changed was rendered from a template: an error
+  // message quoted into it needs standard_conforming_strings on (pg/session).
+  if (p->kind != statement_kind::step) {
+    const auto& source = p->kind == statement_kind::step_onsuccess ? *j.steps[p->step].onsuccess
+                         : p->kind == statement_kind::step_onerror ? *j.steps[p->step].onerror
+                         : p->kind == statement_kind::job_onsuccess ? *j.onsuccess
+                                                                    : *j.onerror;
+    st.templated = st.sql != source;
+  }
   return st;
 }
 

@@ -49,6 +49,10 @@ struct statement {
   /// statement_timeout in ms: a main query runs under min(its timeout if > 0, cap),
   /// a fallback under cap. 0 means none (only when cap <= 0 and no step timeout).
   int64_t timeout_ms = 0;
+  /// A fallback rendered from a template (its text changed): it must run with
+  /// standard_conforming_strings on, or a backslash in a quoted error message
+  /// could end the literal early.
+  bool templated = false;
 };
 
 /// What happened to a statement.

@@ -45,6 +45,14 @@ std::string make_conninfo(const pool_key& key, std::string_view password,
     add("password", password);
   add("application_name", "batchq");
   add("connect_timeout", std::to_string(connect_timeout.count()));
+  // A server host that vanishes (no reset, no answer) is noticed by the
+  // kernel: probes after 10 s of silence, every 5 s, and unacknowledged data
+  // gives up after 30 s (docs/postgres.md, "Timeouts").
+  add("keepalives", "1");
+  add("keepalives_idle", "10");
+  add("keepalives_interval", "5");
+  add("keepalives_count", "3");
+  add("tcp_user_timeout", "30000");
   return s;
 }
 

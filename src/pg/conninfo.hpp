@@ -37,8 +37,9 @@ std::string to_string(const pool_key& key);
 std::string quote_conninfo_value(std::string_view value);
 
 /// The libpq connection string for `key`: host, port, dbname, user, password
-/// (omitted when empty), `application_name=batchq` and `connect_timeout`
-/// (seconds; libpq treats 1 as 2). Every value is quoted with
+/// (omitted when empty), `application_name=batchq`, `connect_timeout`
+/// (seconds; libpq treats 1 as 2), TCP keepalives (10 s idle, 5 s interval,
+/// 3 probes) and `tcp_user_timeout=30000`. Every value is quoted with
 /// quote_conninfo_value. The result contains the password: callers must not
 /// log it and should drop it right after connecting.
 std::string make_conninfo(const pool_key& key, std::string_view password,

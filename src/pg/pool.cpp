@@ -7,10 +7,11 @@
 namespace batchq::pg {
 
 struct pooled_connection::shared_state {
-  explicit shared_state(size_t max_idle) : max_idle_per_key(max_idle) {
+  shared_state(size_t max_idle, bool reset) : max_idle_per_key(max_idle), reset_on_release(reset) {
     // nop
   }
   const size_t max_idle_per_key;
+  const bool reset_on_release;
   mutable std::mutex mtx;
   std::map<pool_key, std::vector<std::unique_ptr<session>>> idle; // guarded by mtx
 };
@@ -44,7 +45,13 @@ void pooled_connection::release() noexcept {
   std::unique_ptr<session> s = std::move(session_);
   if (s->broken() || !s->idle_outside_transaction())
     return; // closed here, outside any lock
-  if (auto st = owner_.lock()) {
+  auto st = owner_.lock();
+  if (st && st->reset_on_release) {
+    s->begin_reset(); // answered while idle, read on the next acquire
+    if (s->broken())
+      return;
+  }
+  if (st) {
     try {
       std::lock_guard<std::mutex> guard{st->mtx};
       auto& list = st->idle[key_];
@@ -63,7 +70,8 @@ void pooled_connection::release() noexcept {
 
 pool::pool(pool_config cfg)
   : cfg_(cfg),
-    state_(std::make_shared<pooled_connection::shared_state>(cfg.max_idle_per_key)) {
+    state_(std::make_shared<pooled_connection::shared_state>(cfg.max_idle_per_key,
+                                                              cfg.reset_on_release)) {
   // nop
 }
 
@@ -95,7 +103,7 @@ caf::expected<pooled_connection> pool::acquire(const pool_key& key, const std::s
   }
   dead.clear();
   std::string conninfo = make_conninfo(key, password, cfg_.connect_timeout);
-  auto s = session::connect(conninfo);
+  auto s = session::connect(conninfo, cfg_.session);
   // Do not leave the password lying around in freed memory longer than needed.
   for (auto& ch : conninfo)
     const_cast<volatile char&>(ch) = '\0';

@@ -30,6 +30,11 @@ struct pool_config {
   size_t max_idle_per_key = 4;
   /// libpq connect_timeout (whole seconds; libpq treats 1 as 2).
   std::chrono::seconds connect_timeout{10};
+  /// Bounds of every session (session_options).
+  session_options session;
+  /// Reset a connection when it comes back (session::begin_reset); off only
+  /// in tests that look at what a reset would clear.
+  bool reset_on_release = true;
 };
 
 class pool;

@@ -5,7 +5,11 @@
 #include <cerrno>
 #include <chrono>
 #include <exception>
+#include <memory>
 #include <new>
+#include <thread>
+#include <condition_variable>
+#include <mutex>
 
 #include <libpq-fe.h>
 #include <poll.h>
@@ -149,25 +153,54 @@ server_error error_of(const PGresult* r) {
 }
 
 // Sends PostgreSQL cancel requests for one connection, at most every
-// cancel_resend_interval. PQcancel opens its own short connection to the
-// server and returns once the server has signalled the backend.
+// cancel_resend_interval. PQcancel opens its own connection to the server and
+// blocks until the server took the request, with no timeout of its own (libpq
+// 15): against a host that vanished it can hang for minutes. So each request
+// goes out on a short detached thread with its own PGcancel object, at most
+// one in flight per statement; the executing thread never waits for it.
+/// A session's cancel request in flight on its helper thread. The session
+/// waits for it before its next statement: a request that reaches the server
+/// late would otherwise cancel that statement instead.
+struct cancel_flight {
+  std::mutex mtx;
+  std::condition_variable cv;
+  bool busy = false; // guarded by mtx
+
+  bool try_start() {
+    std::lock_guard<std::mutex> guard{mtx};
+    if (busy)
+      return false;
+    busy = true;
+    return true;
+  }
+  void done() {
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      busy = false;
+    }
+    cv.notify_all();
+  }
+  /// False when the request is still out after `bound`.
+  bool wait_idle(std::chrono::milliseconds bound) {
+    std::unique_lock<std::mutex> guard{mtx};
+    return cv.wait_for(guard, bound, [this] { return !busy; });
+  }
+};
+
 class canceller {
 public:
-  explicit canceller(PGcancel*& obj, PGconn* conn) : obj_(obj), conn_(conn) {
+  canceller(PGconn* conn, std::shared_ptr<cancel_flight> flight)
+    : conn_(conn), flight_(std::move(flight)) {
     // nop
   }
 
-  // Sends a request if the last one is older than the interval; returns the
-  // milliseconds until the next one is due.
+  // Sends a request if the last one is older than the interval (and none is
+  // still in flight); returns the milliseconds until the next one is due.
   int tick() {
     auto now = clock_type::now();
     if (now >= next_) {
-      if (obj_ == nullptr)
-        obj_ = PQgetCancel(conn_);
-      if (obj_ != nullptr) {
-        char errbuf[256];
-        PQcancel(obj_, errbuf, sizeof(errbuf)); // failure: retried next tick
-      }
+      if (flight_->try_start())
+        send();
       now = clock_type::now();
       next_ = now + interval_;
       interval_ = std::min(interval_ * 2, cancel_resend_max_interval);
@@ -177,31 +210,72 @@ public:
   }
 
 private:
-  PGcancel*& obj_;
+  void send() {
+    PGcancel* obj = PQgetCancel(conn_);
+    if (obj == nullptr) {
+      flight_->done();
+      return;
+    }
+    auto run = [obj, flight = flight_] {
+      char errbuf[256];
+      PQcancel(obj, errbuf, sizeof(errbuf)); // failure: retried next tick
+      PQfreeCancel(obj);
+      flight->done();
+    };
+    try {
+      std::thread{run}.detach();
+    } catch (...) {
+      run(); // no thread to be had: send it from here
+    }
+  }
+
   PGconn* conn_;
+  std::shared_ptr<cancel_flight> flight_;
   clock_type::time_point next_{};
   std::chrono::milliseconds interval_ = cancel_resend_interval;
 };
 
+// When a result must have come: at `cancel_at` the statement is cancelled
+// (it outlived its statement_timeout: a function may have changed it), at
+// `give_up_at` the connection is presumed lost (nothing came back, not even
+// the cancel's error: a host or a network that vanished without a reset).
+struct result_bounds {
+  clock_type::time_point cancel_at;
+  clock_type::time_point give_up_at;
+  bool cancelled_for_timeout = false; // set once cancel_at passed
+  bool gave_up = false;               // set when give_up_at passed
+};
+
 // Blocks until the connection's socket is readable. While the token has
-// fired, cancel requests go out meanwhile. False when the socket is unusable.
-bool wait_readable(PGconn* c, canceller& cx, const cancel_token* token) {
+// fired, or the statement outlived `b.cancel_at`, cancel requests go out
+// meanwhile. False when the socket is unusable or `b.give_up_at` passed.
+bool wait_readable(PGconn* c, canceller& cx, const cancel_token* token, result_bounds& b) {
   int sock = PQsocket(c);
   if (sock < 0)
     return false;
+  auto ms_until = [](clock_type::time_point t) {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t - clock_type::now()).count();
+    return ms < 0 ? 0 : ms > 60000 ? 60000 : static_cast<int>(ms) + 1;
+  };
   for (;;) {
+    auto now = clock_type::now();
+    if (now >= b.give_up_at) {
+      b.gave_up = true;
+      return false;
+    }
+    if (now >= b.cancel_at)
+      b.cancelled_for_timeout = true;
     pollfd fds[2];
     nfds_t n = 0;
     fds[n++] = pollfd{sock, POLLIN, 0};
-    int timeout = -1;
-    if (token != nullptr) {
-      if (token->cancelled())
-        timeout = cx.tick();
-      else if (token->wake_fd() >= 0)
-        fds[n++] = pollfd{token->wake_fd(), POLLIN, 0};
-      else
-        timeout = static_cast<int>(cancel_resend_interval.count());
-    }
+    int timeout = b.cancelled_for_timeout ? ms_until(b.give_up_at) : ms_until(b.cancel_at);
+    bool cancelling = b.cancelled_for_timeout || (token != nullptr && token->cancelled());
+    if (cancelling)
+      timeout = std::min(timeout, cx.tick());
+    else if (token != nullptr && token->wake_fd() >= 0)
+      fds[n++] = pollfd{token->wake_fd(), POLLIN, 0};
+    else if (token != nullptr)
+      timeout = std::min(timeout, static_cast<int>(cancel_resend_interval.count()));
     int r = ::poll(fds, n, timeout);
     if (r < 0) {
       if (errno == EINTR)
@@ -220,24 +294,23 @@ struct exchange {
   std::string lost_reason;
   std::optional<server_error> error; // the first error result
   std::optional<std::string> value;  // first column of the first row, if asked
+  bool timed_out = false;            // cancelled by batchq past its bound
 };
 
-// Sends `sql` (with `params` via the extended protocol when given) and reads
-// every result. Never throws.
-exchange round_trip(PGconn* c, PGcancel*& cancel_obj, const std::string& sql,
-                    const std::vector<std::string>* params, const cancel_token* token,
-                    bool want_value) {
-  exchange ex;
-  auto lose = [&](const char* fallback) {
-    ex.lost = true;
-    if (ex.error && ex.error->fatal && !ex.error->err.message.empty())
-      ex.lost_reason = ex.error->err.message;
-    else {
-      const char* m = PQerrorMessage(c);
-      ex.lost_reason = (m != nullptr && *m != '\0') ? first_line_without_severity(m) : fallback;
-    }
-    return ex;
-  };
+exchange lost_exchange(PGconn* c, exchange ex, const char* fallback) {
+  ex.lost = true;
+  if (ex.error && ex.error->fatal && !ex.error->err.message.empty()) {
+    ex.lost_reason = ex.error->err.message;
+  } else {
+    const char* m = PQerrorMessage(c);
+    ex.lost_reason = (m != nullptr && *m != '\0') ? first_line_without_severity(m) : fallback;
+  }
+  return ex;
+}
+
+// Sends `sql` (with `params` via the extended protocol when given). False
+// when it could not be sent.
+bool send_statement(PGconn* c, const std::string& sql, const std::vector<std::string>* params) {
   int sent;
   if (params == nullptr) {
     sent = PQsendQuery(c, sql.c_str());
@@ -249,14 +322,30 @@ exchange round_trip(PGconn* c, PGcancel*& cancel_obj, const std::string& sql,
     sent = PQsendQueryParams(c, sql.c_str(), static_cast<int>(values.size()), nullptr,
                              values.data(), nullptr, nullptr, 0);
   }
-  if (sent == 0)
-    return lose("could not send the statement");
-  metrics::global().postgres_round_trips.fetch_add(1, std::memory_order_relaxed);
-  canceller cx{cancel_obj, c};
+  if (sent != 0)
+    metrics::global().postgres_round_trips.fetch_add(1, std::memory_order_relaxed);
+  return sent != 0;
+}
+
+// Reads every result of the statement string sent last. Never throws.
+exchange read_results(PGconn* c, const std::shared_ptr<cancel_flight>& flight,
+                      const cancel_token* token, result_bounds bounds, bool want_value,
+                      std::chrono::milliseconds grace) {
+  exchange ex;
+  canceller cx{c, flight};
+  auto lose = [&](const char* fallback) {
+    if (bounds.gave_up) {
+      ex.lost = true;
+      ex.lost_reason = "no answer from the database server in time (the connection is "
+                       "presumed lost)";
+      return ex;
+    }
+    return lost_exchange(c, std::move(ex), fallback);
+  };
   bool value_seen = false;
   for (;;) {
     while (PQisBusy(c)) {
-      if (!wait_readable(c, cx, token) || PQconsumeInput(c) == 0)
+      if (!wait_readable(c, cx, token, bounds) || PQconsumeInput(c) == 0)
         return lose("server closed the connection unexpectedly");
     }
     PGresult* r = PQgetResult(c);
@@ -295,7 +384,7 @@ exchange round_trip(PGconn* c, PGcancel*& cancel_obj, const std::string& sql,
           if (n > 0)
             continue;
           if (n == 0) {
-            if (!wait_readable(c, cx, token) || PQconsumeInput(c) == 0) {
+            if (!wait_readable(c, cx, token, bounds) || PQconsumeInput(c) == 0) {
               PQclear(r);
               return lose("server closed the connection unexpectedly");
             }
@@ -315,7 +404,48 @@ exchange round_trip(PGconn* c, PGcancel*& cancel_obj, const std::string& sql,
   }
   if (PQstatus(c) != CONNECTION_OK)
     return lose("server closed the connection unexpectedly");
+  if (!flight->wait_idle(grace)) {
+    ex.lost = true;
+    ex.lost_reason = "a cancel request to the database server did not complete";
+    return ex;
+  }
+  ex.timed_out = bounds.cancelled_for_timeout;
   return ex;
+}
+
+// Bounds for a statement under `timeout_ms` (0: none, then only the grace).
+result_bounds bounds_for(int64_t timeout_ms, std::chrono::milliseconds grace) {
+  auto now = clock_type::now();
+  result_bounds b;
+  // A statement_timeout of 24.8 days is "forever" for a poll: cap the sum.
+  auto t = std::chrono::milliseconds{std::min<int64_t>(timeout_ms, int64_t{1} << 40)};
+  const clock_type::time_point never{clock_type::duration::max() / 2};
+  b.cancel_at = timeout_ms > 0 ? now + t + grace : never;
+  b.give_up_at = timeout_ms > 0 ? b.cancel_at + grace : never;
+  return b;
+}
+
+// Bounds for batchq's own short statements (SET, the reset, lookups).
+result_bounds internal_bounds(std::chrono::milliseconds grace) {
+  return bounds_for(1, grace);
+}
+
+// What every pooled connection is reset to between jobs (docs/postgres.md,
+// "Clean sessions"): DISCARD ALL without DISCARD ALL, which cannot run in the
+// implicit transaction of a multi-statement string. One round trip, sent
+// when the connection goes back to the pool and read when it is taken again.
+constexpr const char* reset_sql =
+  "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; UNLISTEN *; "
+  "SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD SEQUENCES; DISCARD TEMP";
+
+// Sends `sql` and reads every result. Never throws.
+exchange round_trip(PGconn* c, const std::shared_ptr<cancel_flight>& flight,
+                    const std::string& sql, const std::vector<std::string>* params,
+                    const cancel_token* token, bool want_value, result_bounds bounds,
+                    std::chrono::milliseconds grace) {
+  if (!send_statement(c, sql, params))
+    return lost_exchange(c, exchange{}, "could not send the statement");
+  return read_results(c, flight, token, bounds, want_value, grace);
 }
 
 } // namespace
@@ -324,28 +454,30 @@ struct session::impl {
   explicit impl(const std::string& conninfo) : conn(conninfo) {
     // nop
   }
-  ~impl() {
-    if (cancel_obj != nullptr)
-      PQfreeCancel(cancel_obj);
-  }
   pqxx_connection conn;
-  PGcancel* cancel_obj = nullptr;
+  std::shared_ptr<cancel_flight> flight = std::make_shared<cancel_flight>();
 };
 
-session::session(std::unique_ptr<impl> p) : impl_(std::move(p)) {
+session::session(std::unique_ptr<impl> p, session_options opts)
+  : impl_(std::move(p)), opts_(opts) {
   // nop
 }
 
 session::~session() = default;
 
-caf::expected<std::unique_ptr<session>> session::connect(const std::string& conninfo) {
+caf::expected<std::unique_ptr<session>> session::connect(const std::string& conninfo,
+                                                         session_options opts) {
   std::string reason;
   try {
     auto p = std::make_unique<impl>(conninfo);
-    if (p->conn.raw() == nullptr || PQstatus(p->conn.raw()) != CONNECTION_OK)
+    if (p->conn.raw() == nullptr || PQstatus(p->conn.raw()) != CONNECTION_OK) {
       reason = "connection not established";
-    else
-      return std::unique_ptr<session>{new session(std::move(p))};
+    } else {
+      std::unique_ptr<session> s{new session(std::move(p), opts)};
+      if (auto r = s->apply_defaults(); !r)
+        return std::move(r.error());
+      return s;
+    }
   } catch (const pqxx::broken_connection& e) {
     reason = connect_failure_reason(e.what());
   } catch (const std::bad_alloc&) {
@@ -354,6 +486,84 @@ caf::expected<std::unique_ptr<session>> session::connect(const std::string& conn
     reason = connect_failure_reason(e.what());
   }
   return make_error(ec::pg_connect_failed, "cannot connect to the database: " + reason);
+}
+
+std::string session::defaults_sql() const {
+  // PostgreSQL 14+: the server checks, while a statement runs, that the
+  // client is still there, and stops the statement when it is not.
+  auto* c = impl_->conn.raw();
+  if (opts_.client_check_interval.count() > 0 && c != nullptr && PQserverVersion(c) >= 140000)
+    return "SET client_connection_check_interval = "
+           + std::to_string(opts_.client_check_interval.count());
+  return {};
+}
+
+caf::expected<void> session::apply_defaults() {
+  auto sql = defaults_sql();
+  if (sql.empty())
+    return {};
+  ++round_trips_;
+  auto ex = round_trip(impl_->conn.raw(), impl_->flight, sql, nullptr, nullptr, false,
+                       internal_bounds(opts_.result_grace), opts_.result_grace);
+  if (ex.lost) {
+    broken_ = true;
+    return make_error(ec::pg_connect_failed, "cannot connect to the database: " + ex.lost_reason);
+  }
+  if (ex.error)
+    return make_error(ec::pg_connect_failed,
+                      "cannot connect to the database: " + ex.error->err.message);
+  return {};
+}
+
+void session::begin_reset() noexcept {
+  auto* c = impl_->conn.raw();
+  if (broken_ || reset_pending_ || c == nullptr || PQtransactionStatus(c) != PQTRANS_IDLE) {
+    broken_ = true;
+    return;
+  }
+  // RESET ALL resets statement_timeout too: set it back to what this session
+  // last set, in the same round trip, so the next job with the same cap
+  // needs no SET of its own.
+  try {
+    std::string sql = reset_sql;
+    auto defaults = defaults_sql();
+    if (!defaults.empty())
+      sql += "; " + defaults;
+    if (timeout_ms_)
+      sql += "; SET statement_timeout = " + std::to_string(*timeout_ms_);
+    ++round_trips_;
+    if (!send_statement(c, sql, nullptr)) {
+      broken_ = true;
+      return;
+    }
+    reset_pending_ = true;
+  } catch (...) {
+    broken_ = true;
+  }
+}
+
+bool session::finish_reset() noexcept {
+  if (!reset_pending_)
+    return !broken_;
+  reset_pending_ = false;
+  auto* c = impl_->conn.raw();
+  if (broken_ || c == nullptr) {
+    broken_ = true;
+    return false;
+  }
+  try {
+    auto ex = read_results(c, impl_->flight, nullptr, internal_bounds(opts_.result_grace), false,
+                           opts_.result_grace);
+    if (ex.lost || ex.error || PQtransactionStatus(c) != PQTRANS_IDLE) {
+      broken_ = true;
+      timeout_ms_.reset();
+      return false;
+    }
+  } catch (...) {
+    broken_ = true;
+    return false;
+  }
+  return true;
 }
 
 int session::backend_pid() const noexcept {
@@ -367,6 +577,8 @@ bool session::idle_outside_transaction() const noexcept {
 }
 
 bool session::healthy_when_idle() noexcept {
+  if (reset_pending_ && !finish_reset())
+    return false;
   auto* c = impl_->conn.raw();
   if (broken_ || c == nullptr || PQstatus(c) != CONNECTION_OK
       || PQtransactionStatus(c) != PQTRANS_IDLE)
@@ -391,7 +603,11 @@ bool session::healthy_when_idle() noexcept {
 }
 
 caf::expected<statement_result> session::execute(std::string_view job_id, std::string_view sql,
-                                                 int64_t timeout_ms, const cancel_token* token) {
+                                                 int64_t timeout_ms, const cancel_token* token,
+                                                 bool standard_strings) {
+  if (reset_pending_ && !finish_reset())
+    return make_error(ec::pg_connection_lost,
+                      "connection to the database was lost: the session could not be reset");
   auto* c = impl_->conn.raw();
   if (broken_ || c == nullptr) {
     broken_ = true;
@@ -421,20 +637,28 @@ caf::expected<statement_result> session::execute(std::string_view job_id, std::s
     return make_error(ec::pg_connection_lost,
                       "connection to the database was lost: " + ex.lost_reason);
   };
-  // 1. statement_timeout, only when it changes.
   if (timeout_ms < 0)
     timeout_ms = 0;
   if (timeout_ms > max_statement_timeout_ms)
     timeout_ms = max_statement_timeout_ms;
+  // 1. statement_timeout only when it changes, standard_conforming_strings
+  // only when a templated fallback finds it off: one round trip for both.
+  std::string setup;
   bool forget_timeout_after = false;
-  if (timeout_ms_ != timeout_ms) {
+  if (timeout_ms_ != timeout_ms)
+    setup = "SET statement_timeout = " + std::to_string(timeout_ms);
+  if (standard_strings) {
+    const char* scs = PQparameterStatus(c, "standard_conforming_strings");
+    if (scs == nullptr || std::string_view{scs} != "on")
+      setup += std::string{setup.empty() ? "" : "; "} + "SET standard_conforming_strings = on";
+  }
+  if (!setup.empty()) {
     // A SET inside a transaction block is undone by a later ROLLBACK.
     forget_timeout_after = PQtransactionStatus(c) != PQTRANS_IDLE;
     timeout_ms_.reset();
     ++round_trips_;
-    auto ex = round_trip(c, impl_->cancel_obj,
-                         prefix + "SET statement_timeout = " + std::to_string(timeout_ms),
-                         nullptr, token, false);
+    auto ex = round_trip(c, impl_->flight, prefix + setup, nullptr, token, false,
+                         internal_bounds(opts_.result_grace), opts_.result_grace);
     if (ex.lost)
       return lost(ex);
     if (ex.error) {
@@ -444,19 +668,22 @@ caf::expected<statement_result> session::execute(std::string_view job_id, std::s
       res.error = std::move(ex.error->err);
       return res;
     }
-    timeout_ms_ = timeout_ms;
+    timeout_ms_ = timeout_ms; // forgotten again below if inside a transaction block
   }
   // 2. A cancel (or the lease deadline) that came while setting the timeout
   // still wins.
   if (token != nullptr && token->stop_requested())
     return cancelled_before_sending();
-  // 3. The statement itself.
+  // 3. The statement itself, bounded on this side too: past its timeout plus
+  // the grace it is cancelled (its own SET may have lifted the server's
+  // timeout), past another grace the connection is given up.
   ++round_trips_;
   std::string text;
   text.reserve(prefix.size() + sql.size());
   text += prefix;
   text += sql;
-  auto ex = round_trip(c, impl_->cancel_obj, text, nullptr, token, false);
+  auto ex = round_trip(c, impl_->flight, text, nullptr, token, false,
+                       bounds_for(timeout_ms, opts_.result_grace), opts_.result_grace);
   if (ex.lost)
     return lost(ex);
   if (forget_timeout_after || may_change_timeout(sql))
@@ -464,12 +691,18 @@ caf::expected<statement_result> session::execute(std::string_view job_id, std::s
   if (ex.error) {
     res.what = (token != nullptr && token->cancelled()) ? outcome::cancelled : outcome::failed;
     res.error = std::move(ex.error->err);
+    if (ex.timed_out && res.what == outcome::failed && res.error.sqlstate == "57014")
+      res.error.message = "canceling statement due to statement timeout (" + std::to_string(timeout_ms)
+                          + " ms, enforced by batchq)";
   }
   return res;
 }
 
 caf::expected<std::optional<std::string>>
 session::query_value(std::string_view sql, const std::vector<std::string>& params) {
+  if (reset_pending_ && !finish_reset())
+    return make_error(ec::pg_connection_lost,
+                      "connection to the database was lost: the session could not be reset");
   auto* c = impl_->conn.raw();
   if (broken_ || c == nullptr) {
     broken_ = true;
@@ -477,7 +710,8 @@ session::query_value(std::string_view sql, const std::vector<std::string>& param
                       "connection to the database was lost: the connection is broken");
   }
   ++round_trips_;
-  auto ex = round_trip(c, impl_->cancel_obj, std::string{sql}, &params, nullptr, true);
+  auto ex = round_trip(c, impl_->flight, std::string{sql}, &params, nullptr, true,
+                       internal_bounds(opts_.result_grace), opts_.result_grace);
   if (ex.lost) {
     broken_ = true;
     return make_error(ec::pg_connection_lost,

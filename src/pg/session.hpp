@@ -14,6 +14,7 @@
 // ec::pg_statement_failed) and a failed *job statement* is a statement_result.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -64,12 +65,27 @@ struct statement_result {
 /// are clamped to this (about 24.8 days).
 inline constexpr int64_t max_statement_timeout_ms = 2147483647;
 
+/// How long a session waits for the server (docs/postgres.md, "Timeouts").
+struct session_options {
+  /// A statement still running `result_grace` after its statement_timeout is
+  /// cancelled by batchq (its own SET may have lifted the server's timeout);
+  /// when no answer comes within another `result_grace`, the connection is
+  /// given up as lost. batchq's own short statements get the same bounds
+  /// counted from 0.
+  std::chrono::milliseconds result_grace{5000};
+  /// client_connection_check_interval on PostgreSQL 14+ (0: not set): the
+  /// server stops a statement whose client went away.
+  std::chrono::milliseconds client_check_interval{5000};
+};
+
 class session {
 public:
   /// Opens a connection. The conninfo (with its password) is handed to libpq
-  /// and not kept. Errors: ec::pg_connect_failed with context
-  /// `cannot connect to the database: <reason>` (connect_failure_reason).
-  static caf::expected<std::unique_ptr<session>> connect(const std::string& conninfo);
+  /// and not kept; then sets the session defaults (one round trip on
+  /// PostgreSQL 14+). Errors: ec::pg_connect_failed with context `cannot
+  /// connect to the database: <reason>` (connect_failure_reason).
+  static caf::expected<std::unique_ptr<session>> connect(const std::string& conninfo,
+                                                         session_options opts = {});
 
   ~session();
   session(const session&) = delete;
@@ -80,7 +96,15 @@ public:
   /// `/* <job_id> */ <sql>` under `statement_timeout = timeout_ms` (0 = no
   /// timeout). Sends `SET statement_timeout` first only when the value
   /// differs from the one this session last set (1 round trip when unchanged,
-  /// 2 when it changes).
+  /// 2 when it changes). With `standard_strings`, the same first round trip
+  /// also sets standard_conforming_strings on if the server reports it off
+  /// (a fallback with a quoted error message: docs/postgres.md).
+  ///
+  /// Bounded: still running `result_grace` past `timeout_ms`, the statement
+  /// is cancelled and fails with `canceling statement due to statement
+  /// timeout (<n> ms, enforced by batchq)`; with no answer another
+  /// `result_grace` later, the connection is lost ("no answer from the
+  /// database server in time ...").
   ///
   /// With a token: returns `cancelled` without sending anything when the
   /// token has fired; otherwise sends a cancel request as soon as it fires
@@ -94,7 +118,8 @@ public:
   /// REQUIRES: timeout_ms >= 0 (negative values are treated as 0); !broken().
   caf::expected<statement_result> execute(std::string_view job_id, std::string_view sql,
                                           int64_t timeout_ms,
-                                          const cancel_token* token = nullptr);
+                                          const cancel_token* token = nullptr,
+                                          bool standard_strings = false);
 
   /// Runs one batchq-internal query with text parameters ($1, $2, ...) and
   /// returns the first column of the first row (nullopt for no row or NULL).
@@ -116,10 +141,25 @@ public:
   /// True once the connection failed; a broken session is never reused.
   bool broken() const noexcept { return broken_; }
 
-  /// A zero-round-trip check for an idle session taken from the pool: false
-  /// if the connection is broken, has an open transaction, or the server
-  /// closed it (e.g. pg_terminate_backend) while it sat idle.
+  /// A check for an idle session taken from the pool: false if the
+  /// connection is broken, has an open transaction, or the server closed it
+  /// (e.g. pg_terminate_backend) while it sat idle. Reads the answer of a
+  /// reset sent by begin_reset() first (bounded by result_grace); otherwise
+  /// no round trip.
   bool healthy_when_idle() noexcept;
+
+  /// Sends the reset of everything a job may have changed in the session
+  /// (roles, settings, prepared statements, cursors, LISTEN, advisory locks,
+  /// temporary tables; then the session defaults and the last
+  /// statement_timeout) without waiting for its answer: the pool calls this
+  /// when a connection comes back, and the answer is read when it is taken
+  /// again (finish_reset, or any statement). A session inside a transaction
+  /// block or that cannot send is marked broken.
+  void begin_reset() noexcept;
+
+  /// Reads the answer of begin_reset(); false (and broken) when the reset
+  /// failed. True when no reset is pending and the session is not broken.
+  bool finish_reset() noexcept;
 
   /// True when no transaction block is open (the state a pooled connection
   /// must be returned in).
@@ -128,11 +168,16 @@ public:
   struct impl;
 
 private:
-  explicit session(std::unique_ptr<impl> p);
+  session(std::unique_ptr<impl> p, session_options opts);
+  std::string defaults_sql() const;
+  caf::expected<void> apply_defaults();
+
   std::unique_ptr<impl> impl_;
+  session_options opts_;
   std::optional<int64_t> timeout_ms_;
   uint64_t round_trips_ = 0;
   bool broken_ = false;
+  bool reset_pending_ = false;
 };
 
 } // namespace batchq::pg

@@ -17,8 +17,9 @@ pg_sql_session::pg_sql_session(pg::pooled_connection conn) : conn_(std::move(con
 caf::expected<pg::statement_result> pg_sql_session::execute(const std::string& job_id,
                                                             const std::string& sql,
                                                             int64_t timeout_ms,
-                                                            const pg::cancel_token* token) {
-  return conn_->execute(job_id, sql, timeout_ms, token);
+                                                            const pg::cancel_token* token,
+                                                            bool standard_strings) {
+  return conn_->execute(job_id, sql, timeout_ms, token, standard_strings);
 }
 
 // -- pg_sql_connector -----------------------------------------------------------

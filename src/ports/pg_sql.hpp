@@ -36,8 +36,8 @@ public:
   /// instead of being returned to the pool), invalid_job (a job id that
   /// cannot go into an SQL comment).
   caf::expected<pg::statement_result> execute(const std::string& job_id, const std::string& sql,
-                                              int64_t timeout_ms,
-                                              const pg::cancel_token* token) override;
+                                              int64_t timeout_ms, const pg::cancel_token* token,
+                                              bool standard_strings) override;
 
   /// The pooled connection (tests: reuse, backend pid).
   const pg::pooled_connection& connection() const noexcept { return conn_; }

@@ -113,10 +113,13 @@ public:
   virtual ~sql_session() = default;
 
   /// pg::session::execute: `/* <job_id> */ <sql>` under timeout_ms; a fired
-  /// token stops it (or keeps it from being sent). Errors: pg_connection_lost.
+  /// token stops it (or keeps it from being sent); `standard_strings`: a
+  /// templated fallback, run with standard_conforming_strings on. Errors:
+  /// pg_connection_lost.
   virtual caf::expected<pg::statement_result> execute(const std::string& job_id,
                                                       const std::string& sql, int64_t timeout_ms,
-                                                      const pg::cancel_token* token) = 0;
+                                                      const pg::cancel_token* token,
+                                                      bool standard_strings) = 0;
 };
 
 /// Opens job connections (pg::pool in production). Thread-safe: every runner

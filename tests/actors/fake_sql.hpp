@@ -58,6 +58,7 @@ struct fake_sql_script {
     std::string job_id;
     std::string sql;
     int64_t timeout_ms = 0;
+    bool standard_strings = false;
   };
   struct connected {
     pg::pool_key key;
@@ -86,8 +87,8 @@ public:
   explicit fake_sql_session(std::shared_ptr<fake_sql_script> s) : script_(std::move(s)) {}
 
   caf::expected<pg::statement_result> execute(const std::string& job_id, const std::string& sql,
-                                              int64_t timeout_ms,
-                                              const pg::cancel_token* token) override {
+                                              int64_t timeout_ms, const pg::cancel_token* token,
+                                              bool standard_strings) override {
     if (token != nullptr && token->stop_requested()) {
       ++script_->unsent;
       pg::statement_result r;
@@ -95,7 +96,7 @@ public:
       r.sent = false;
       return r;
     }
-    script_->statements.push_back({job_id, sql, timeout_ms});
+    script_->statements.push_back({job_id, sql, timeout_ms, standard_strings});
     fake_answer a;
     if (auto i = script_->answers.find(sql); i != script_->answers.end())
       a = i->second;

@@ -207,6 +207,12 @@ CAF_TEST(a failing step runs its onerror with the message quoted and skips later
   CAF_CHECK_EQUAL(sql->script->sqls(),
                   strings({"STEP A", "LOG 'it''s broken'", "JOB ONERROR job-1"}));
   CAF_CHECK_EQUAL(sql->script->connects.at(0).key.port, 6543);
+  // Templated fallbacks run with standard_conforming_strings forced on; the
+  // step itself as the session has it.
+  CAF_REQUIRE_EQUAL(sql->script->statements.size(), 3u);
+  CAF_CHECK(!sql->script->statements[0].standard_strings);
+  CAF_CHECK(sql->script->statements[1].standard_strings);
+  CAF_CHECK(sql->script->statements[2].standard_strings);
   auto j = stored(t);
   CAF_CHECK_EQUAL(job::to_string(j.status), std::string{"failed"});
   CAF_CHECK_EQUAL(j.failed_reason.value_or(""), "it's broken");

@@ -138,20 +138,41 @@ TEST_F(runner_ports, TheCapAndTheMasterPasswordCostOneRoundTripTogether) {
   EXPECT_EQ(env.round_trips(), 1u);
 }
 
-TEST_F(runner_ports, AnotherRolesPasswordComesFromTheKeyRecordWithThatRole) {
+TEST_F(runner_ports, AnotherRolesPasswordComesFromTheRoleIndexInTheSameRoundTrip) {
   make_user(user + "_owner");
   hset(redis::keys::api_key(user, "k1"), {"user", user, "type", "regular", "database_role",
                                           user + "_other", "database_password", "other-pw"});
   hset(redis::keys::api_key(user, "k2"), {"user", user, "type", "default", "database_role",
                                           user + "_reader", "database_password", "reader-pw"});
+  hset(redis::keys::role_keys(user), {user + "_reader", "k2"});
   ports::redis_job_environment env{test_endpoint(), default_cap};
   auto p = env.password(user, user + "_reader");
   ASSERT_TRUE(p) << message_of(p.error());
   ASSERT_TRUE(p->has_value());
   EXPECT_EQ(**p, "reader-pw");
+  EXPECT_EQ(env.round_trips(), 1u);
+  // k1 has the role but the index does not name it: no SCAN finds it.
+  auto unindexed = env.password(user, user + "_other");
+  ASSERT_TRUE(unindexed);
+  EXPECT_FALSE(unindexed->has_value());
+  EXPECT_EQ(env.round_trips(), 2u);
   auto none = env.password(user, user + "_nobody");
   ASSERT_TRUE(none);
   EXPECT_FALSE(none->has_value());
+}
+
+TEST_F(runner_ports, AnIndexEntryWhoseRecordChangedRoleOrVanishedGivesNoPassword) {
+  make_user(user + "_owner");
+  hset(redis::keys::api_key(user, "k3"), {"user", user, "type", "regular", "database_role",
+                                          user + "_moved", "database_password", "moved-pw"});
+  hset(redis::keys::role_keys(user), {user + "_reader", "k3", user + "_gone", "k404"});
+  ports::redis_job_environment env{test_endpoint(), default_cap, 0ms};
+  auto moved = env.password(user, user + "_reader");
+  ASSERT_TRUE(moved);
+  EXPECT_FALSE(moved->has_value());
+  auto gone = env.password(user, user + "_gone");
+  ASSERT_TRUE(gone);
+  EXPECT_FALSE(gone->has_value());
 }
 
 TEST_F(runner_ports, AUserWithoutAnyKeyHasNoPassword) {
@@ -161,7 +182,7 @@ TEST_F(runner_ports, AUserWithoutAnyKeyHasNoPassword) {
   EXPECT_FALSE(p->has_value());
 }
 
-TEST_F(runner_ports, AFoundPasswordIsCachedAndAMissIsNot) {
+TEST_F(runner_ports, HitsAndMissesAreCachedForTheTtl) {
   make_user(user + "_owner");
   ports::redis_job_environment env{test_endpoint(), default_cap, 30s};
   ASSERT_TRUE(env.password(user, user + "_owner"));
@@ -170,13 +191,21 @@ TEST_F(runner_ports, AFoundPasswordIsCachedAndAMissIsNot) {
   ASSERT_TRUE(again && again->has_value());
   EXPECT_EQ(**again, "master-pw");
   EXPECT_EQ(env.round_trips(), after_first);
-  // A role that has no key yet, then gets one: seen at once.
+  // A miss is remembered as long as a hit: no read per job for a role
+  // nobody has.
   auto miss = env.password(user, user + "_late");
   ASSERT_TRUE(miss);
   EXPECT_FALSE(miss->has_value());
+  auto after_miss = env.round_trips();
+  ASSERT_TRUE(env.password(user, user + "_late"));
+  EXPECT_EQ(env.round_trips(), after_miss);
+  // Without a cache, a key indexed a moment later is seen at once.
+  ports::redis_job_environment fresh{test_endpoint(), default_cap, 0ms};
+  ASSERT_TRUE(fresh.password(user, user + "_late"));
   hset(redis::keys::api_key(user, "late"),
        {"database_role", user + "_late", "database_password", "late-pw"});
-  auto hit = env.password(user, user + "_late");
+  hset(redis::keys::role_keys(user), {user + "_late", "late"});
+  auto hit = fresh.password(user, user + "_late");
   ASSERT_TRUE(hit && hit->has_value());
   EXPECT_EQ(**hit, "late-pw");
 }
@@ -211,7 +240,7 @@ TEST(PgSqlConnector, RunsAStatementAndASecondAcquireReusesTheConnection) {
   {
     auto s = sql.connect(superuser_key(), "");
     ASSERT_TRUE(s) << message_of(s.error());
-    auto r = (*s)->execute("job-a", "SELECT 1", 1000, nullptr);
+    auto r = (*s)->execute("job-a", "SELECT 1", 1000, nullptr, false);
     ASSERT_TRUE(r) << message_of(r.error());
     EXPECT_TRUE(r->ok());
     auto* real = dynamic_cast<ports::pg_sql_session*>(s->get());
@@ -226,7 +255,7 @@ TEST(PgSqlConnector, RunsAStatementAndASecondAcquireReusesTheConnection) {
   ASSERT_NE(real, nullptr);
   EXPECT_TRUE(real->connection().reused());
   EXPECT_EQ(real->connection()->backend_pid(), pid);
-  auto r = (*s)->execute("job-b", "SELECT nope", 1000, nullptr);
+  auto r = (*s)->execute("job-b", "SELECT nope", 1000, nullptr, false);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->what, pg::outcome::failed);
   EXPECT_EQ(r->error.message, "column \"nope\" does not exist");
@@ -278,7 +307,7 @@ struct backend_ports : runner_ports {
       auto s = sql.connect(key, "pw");
       if (!s)
         return std::string{"connect: "} + message_of(s.error());
-      auto r = (*s)->execute(job_id, "SELECT pg_sleep(30)", 0, nullptr);
+      auto r = (*s)->execute(job_id, "SELECT pg_sleep(30)", 0, nullptr, false);
       if (!r)
         return std::string{"execute: "} + message_of(r.error());
       return std::string{pg::to_string(r->what)} + ": " + r->error.sqlstate + " "

@@ -114,7 +114,9 @@ TEST(PgPool, ConnectionsForDifferentRolesAreDifferentPoolEntries) {
 }
 
 TEST(PgPool, MaxIdlePerKeyIsRespected) {
-  pool p{pool_config{1, std::chrono::seconds{5}}};
+  pool_config cfg;
+  cfg.max_idle_per_key = 1;
+  pool p{cfg};
   {
     auto a = must(p.acquire(superuser_key(), ""));
     auto b = must(p.acquire(superuser_key(), ""));
@@ -127,7 +129,9 @@ TEST(PgPool, MaxIdlePerKeyIsRespected) {
 }
 
 TEST(PgPool, ManyThreadsShareThePoolSafely) {
-  pool p{pool_config{3, std::chrono::seconds{5}}};
+  pool_config cfg;
+  cfg.max_idle_per_key = 3;
+  pool p{cfg};
   std::atomic<int> ok{0};
   std::vector<std::thread> threads;
   for (int i = 0; i < 8; ++i)
