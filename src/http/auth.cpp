@@ -206,6 +206,18 @@ std::optional<caller> admit(context& ctx, const httplib::Request& req, std::stri
       return std::nullopt;
   }
   found.account->database_role = found.key->database_role;
+  if (found.key->type != "master" && !found.key->database_role.empty()) {
+    // The runner finds this role's password through the index (one read,
+    // never a SCAN): name the key that carries it. One round trip, only for
+    // requests with a non-master key.
+    auto meta = ctx.meta.checkout();
+    auto r = meta->command({"HSET", redis::keys::role_keys(user), found.key->database_role,
+                            key.key});
+    if (!r) {
+      write_error(res, r.error());
+      return std::nullopt;
+    }
+  }
   return found.account;
 }
 

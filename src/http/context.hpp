@@ -16,6 +16,7 @@
 #include "src/config/settings.hpp"
 #include "src/http/redis_pool.hpp"
 #include "src/http/server.hpp"
+#include "src/http/user_gate.hpp"
 
 namespace batchq::http {
 
@@ -29,6 +30,8 @@ struct context {
   /// The batch DB (redis.db) and the metadata DB 5.
   redis_pool batch;
   redis_pool meta;
+  /// Per-user caps on requests in flight and long-polls (429 past them).
+  user_gate gate{server::max_requests_per_user, server::max_waits_per_user};
 
   /// Sleeps up to `d`; returns false at once (and early) when the server stops.
   bool sleep_for(std::chrono::milliseconds d);

@@ -207,7 +207,7 @@ void create_job(context& ctx, const httplib::Request& req, std::string_view body
 }
 
 void get_job(context& ctx, const httplib::Request& req, httplib::Response& res,
-             const caller& who, const std::string& job_id) {
+             const caller& who, const std::string& job_id, user_gate::pass& pass) {
   milliseconds wait{0};
   if (req.has_param("wait")) {
     auto w = parse_wait(req.get_param_value("wait"));
@@ -222,6 +222,12 @@ void get_job(context& ctx, const httplib::Request& req, httplib::Response& res,
     return;
   auto status = fields->count("status") ? fields->at("status") : std::string{};
   if (wait.count() > 0 && !is_final_status(status)) {
+    if (!pass.begin_wait()) {
+      write_error(res, 429, "Too many waiting requests for user '" + who.user + "' (at most "
+                              + std::to_string(ctx.gate.max_waits())
+                              + " ?wait= at once); retry when one has been answered");
+      return;
+    }
     // Long-poll: HGET status every 50 ms for the first 2 s, then every 100 ms
     // (docs/http-api.md "Waiting"); no connection is held while sleeping.
     auto start = steady_clock::now();

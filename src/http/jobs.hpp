@@ -52,8 +52,10 @@ bool valid_idempotency_key(const std::string& text);
 /// `body`: the request body as received.
 void create_job(context& ctx, const httplib::Request& req, std::string_view body,
                 httplib::Response& res, const caller& who);
+/// `pass`: the request's place (user_gate.hpp); a `?wait=` takes a long-poll
+/// place of it or answers 429.
 void get_job(context& ctx, const httplib::Request& req, httplib::Response& res,
-             const caller& who, const std::string& job_id);
+             const caller& who, const std::string& job_id, user_gate::pass& pass);
 void cancel_job(context& ctx, const httplib::Request& req, httplib::Response& res,
                 const caller& who, const std::string& job_id);
 void list_jobs(context& ctx, const httplib::Request& req, httplib::Response& res,

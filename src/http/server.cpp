@@ -10,6 +10,7 @@
 #include "src/http/context.hpp"
 #include "src/http/errors.hpp"
 #include "src/http/jobs.hpp"
+#include "src/http/task_pool.hpp"
 #include "src/log/log.hpp"
 #include "src/metrics/metrics.hpp"
 #include "src/redis/keys.hpp"
@@ -127,9 +128,22 @@ struct server::impl {
       auto who = admit(ctx, req, req.body, res, req.matches[1].str());
       if (!who)
         return;
+      auto pass = enter(res, *who);
+      if (!pass)
+        return;
       res.set_header("X-Served-By-DB-Host", who->database_host);
-      handler(req, res, *who);
+      handler(req, res, *who, *pass);
     };
+  }
+
+  /// The caller's place among its requests in flight, or a 429.
+  std::optional<user_gate::pass> enter(httplib::Response& res, const caller& who) {
+    auto pass = ctx.gate.enter(who.user);
+    if (!pass)
+      write_error(res, 429, "Too many requests in flight for user '" + who.user + "' (at most "
+                              + std::to_string(ctx.gate.max_in_flight())
+                              + " at once); retry when one has been answered");
+    return pass;
   }
 
   /// The job route of a POST: the route reads the body itself. httplib reads a
@@ -161,6 +175,9 @@ struct server::impl {
       }
       auto who = admit(ctx, req, body, res, req.matches[1].str());
       if (!who)
+        return;
+      auto pass = enter(res, *who);
+      if (!pass)
         return;
       res.set_header("X-Served-By-DB-Host", who->database_host);
       handler(req, body, res, *who);
@@ -223,8 +240,10 @@ struct server::impl {
 
   void install() {
     svr.new_task_queue = [n = which == routes::all ? api_threads : probe_threads] {
-      return new httplib::ThreadPool(n);
+      return new elastic_pool(n, max_threads);
     };
+    // An idle keep-alive connection holds a thread: close it soon.
+    svr.set_keep_alive_timeout(keep_alive_idle_seconds);
     // httplib's own limit stays well above api.max-payload so that admit()
     // sees the body and answers in SPEC order; above it, too_large() does.
     auto max = static_cast<size_t>(ctx.cfg.api_max_payload);
@@ -293,16 +312,17 @@ struct server::impl {
              body_route([this](auto& req, std::string_view body, auto& res, const caller& who) {
                create_job(ctx, req, body, res, who);
              }));
-    svr.Get(job_collection, job_route([this](auto& req, auto& res, const caller& who) {
+    svr.Get(job_collection, job_route([this](auto& req, auto& res, const caller& who, auto&) {
               list_jobs(ctx, req, res, who);
             }));
-    svr.Get(job_item, job_route([this](auto& req, auto& res, const caller& who) {
-              get_job(ctx, req, res, who, req.matches[2].str());
+    svr.Get(job_item,
+            job_route([this](auto& req, auto& res, const caller& who, user_gate::pass& pass) {
+              get_job(ctx, req, res, who, req.matches[2].str(), pass);
             }));
-    svr.Delete(job_item, job_route([this](auto& req, auto& res, const caller& who) {
+    svr.Delete(job_item, job_route([this](auto& req, auto& res, const caller& who, auto&) {
                  cancel_job(ctx, req, res, who, req.matches[2].str());
                }));
-    svr.Get(wip_path, job_route([this](auto& req, auto& res, const caller& who) {
+    svr.Get(wip_path, job_route([this](auto& req, auto& res, const caller& who, auto&) {
               jobs_wip(ctx, req, res, who);
             }));
   }

@@ -74,9 +74,17 @@ public:
   /// The bound port (0 before start()).
   uint16_t port() const noexcept;
 
-  /// Handler threads (httplib::ThreadPool size) for each route set.
-  static constexpr size_t api_threads = 64;
+  /// Handler threads (task_pool.hpp): kept for each route set, and the most
+  /// that may run at once (one per open connection; past it connections wait).
+  static constexpr size_t api_threads = 16;
   static constexpr size_t probe_threads = 4;
+  static constexpr size_t max_threads = 1024;
+  /// Per user: job requests handled at once, and how many of them may be
+  /// `?wait=` long-polls; past either, 429.
+  static constexpr size_t max_requests_per_user = 32;
+  static constexpr size_t max_waits_per_user = 16;
+  /// Seconds an idle keep-alive connection is kept open.
+  static constexpr int keep_alive_idle_seconds = 2;
 
 private:
   struct impl;

@@ -254,25 +254,36 @@ result<merged> merge_fields(std::string_view body, std::string_view content_type
 
 // Structural UTF-8 check (lead byte + continuation bytes).
 bool valid_utf8(std::string_view x) {
+  // Strict (RFC 3629), as PostgreSQL and nlohmann's dump check it: no
+  // overlong forms, no surrogates, nothing above U+10FFFF.
   size_t i = 0;
   while (i < x.size()) {
     auto c = static_cast<unsigned char>(x[i]);
     size_t n = 0;
-    if (c < 0x80)
-      n = 0;
-    else if ((c >> 5) == 0x6)
-      n = 1;
-    else if ((c >> 4) == 0xE)
-      n = 2;
-    else if ((c >> 3) == 0x1E)
-      n = 3;
-    else
+    uint32_t cp = 0;
+    uint32_t min = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c >> 5) == 0x6) {
+      n = 1, cp = c & 0x1F, min = 0x80;
+    } else if ((c >> 4) == 0xE) {
+      n = 2, cp = c & 0x0F, min = 0x800;
+    } else if ((c >> 3) == 0x1E) {
+      n = 3, cp = c & 0x07, min = 0x10000;
+    } else {
       return false;
+    }
     if (i + n >= x.size())
       return false;
-    for (size_t k = 1; k <= n; ++k)
-      if ((static_cast<unsigned char>(x[i + k]) >> 6) != 0x2)
+    for (size_t k = 1; k <= n; ++k) {
+      auto b = static_cast<unsigned char>(x[i + k]);
+      if ((b >> 6) != 0x2)
         return false;
+      cp = (cp << 6) | (b & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+      return false;
     i += n + 1;
   }
   return true;

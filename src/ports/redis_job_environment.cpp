@@ -18,18 +18,6 @@ std::optional<int64_t> positive_integer(const std::string& text) {
   return value;
 }
 
-/// {database_role, database_password} of an HMGET reply; nullopt for anything
-/// else (an error reply for a key of another type, nils).
-std::optional<std::pair<std::string, std::optional<std::string>>>
-role_and_password(const redis::reply& r) {
-  if (!r.is_array() || r.elements.size() != 2 || !r.elements[0].is_string())
-    return std::nullopt;
-  std::optional<std::string> pass;
-  if (r.elements[1].is_string())
-    pass = r.elements[1].str;
-  return std::make_pair(r.elements[0].str, pass);
-}
-
 } // namespace
 
 std::string escape_glob(const std::string& text) {
@@ -51,13 +39,15 @@ uint64_t redis_job_environment::round_trips() const {
 }
 
 caf::expected<redis_job_environment::user_env>
-redis_job_environment::read_env(const std::string& user, clock::time_point now) {
-  auto r = client_.eval(redis::scripts::user_env,
-                        {redis::keys::limits_batch(user), redis::keys::rails_user(user)},
-                        {redis::keys::api_key(user, "")});
+redis_job_environment::read_env(const std::string& user, const std::string& dbuser,
+                                clock::time_point now) {
+  auto r = client_.eval(
+    redis::scripts::user_env,
+    {redis::keys::limits_batch(user), redis::keys::rails_user(user), redis::keys::role_keys(user)},
+    {redis::keys::api_key(user, ""), dbuser});
   if (!r)
     return std::move(r.error());
-  if (!r->is_array() || r->elements.size() != 4)
+  if (!r->is_array() || r->elements.size() != 5)
     return make_error(ec::redis_error, "unexpected user_env reply: " + r->to_string());
   user_env e;
   e.cap = default_timeout_ms_;
@@ -70,10 +60,14 @@ redis_job_environment::read_env(const std::string& user, clock::time_point now) 
     e.master_role = r->elements[2].str;
   if (r->elements[3].is_string())
     e.master_password = r->elements[3].str;
+  if (r->elements[4].is_string())
+    e.wanted_password = r->elements[4].str;
   if (cache_ttl_.count() > 0) {
     caps_[user] = cached<int64_t>{e.cap, now + cache_ttl_};
     if (e.master_role && e.master_password)
-      passwords_[{user, *e.master_role}] = cached<std::string>{*e.master_password, now + cache_ttl_};
+      passwords_[{user, *e.master_role}] = {e.master_password, now + cache_ttl_};
+    if (!dbuser.empty())
+      passwords_[{user, dbuser}] = {e.wanted_password, now + cache_ttl_};
   }
   return e;
 }
@@ -86,7 +80,7 @@ caf::expected<int64_t> redis_job_environment::timeout_cap_ms(const std::string& 
       return i->second.value;
     caps_.erase(i);
   }
-  auto e = read_env(user, now);
+  auto e = read_env(user, "", now);
   if (!e)
     return std::move(e.error());
   return e->cap;
@@ -99,51 +93,16 @@ redis_job_environment::password(const std::string& user, const std::string& dbus
   auto key = std::make_pair(user, dbuser);
   if (auto i = passwords_.find(key); i != passwords_.end()) {
     if (now < i->second.until)
-      return std::optional<std::string>{i->second.value};
+      return i->second.value; // a hit, or a miss remembered as long
     passwords_.erase(i);
   }
-  // The master key's record (with the cap, which the runner asks for next
-  // time: cached), else any key record of the user with that role.
-  auto e = read_env(user, now);
+  // The master key's record, or the role index's record of that role, with
+  // the cap (which the runner asks for next: cached) in one round trip. No
+  // SCAN: a role that is in neither has no password batchq may use.
+  auto e = read_env(user, dbuser, now);
   if (!e)
     return std::move(e.error());
-  if (e->master_role == dbuser && e->master_password)
-    return std::optional<std::string>{*e->master_password};
-  auto found = lookup_password(user, dbuser, e->master_key);
-  if (found && *found && cache_ttl_.count() > 0)
-    passwords_[key] = cached<std::string>{**found, now + cache_ttl_};
-  return found;
-}
-
-caf::expected<std::optional<std::string>>
-redis_job_environment::lookup_password(const std::string& user, const std::string& dbuser,
-                                       const std::string& master_key) {
-  using result = std::optional<std::string>;
-  // Any key record of the user with that role but the master's (user_env
-  // read that one).
-  auto pattern = "api_keys:" + escape_glob(user) + ":*";
-  std::string cursor = "0";
-  do {
-    auto page = client_.command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
-    if (!page)
-      return std::move(page.error());
-    if (!page->is_array() || page->elements.size() != 2 || !page->elements[1].is_array())
-      return make_error(ec::redis_error, "unexpected SCAN reply: " + page->to_string());
-    cursor = page->elements[0].str;
-    std::vector<std::vector<std::string>> reads;
-    for (const auto& k : page->elements[1].elements)
-      if (k.is_string() && k.str != master_key)
-        reads.push_back({"HMGET", k.str, "database_role", "database_password"});
-    if (reads.empty())
-      continue;
-    auto recs = client_.pipeline(reads);
-    if (!recs)
-      return std::move(recs.error());
-    for (const auto& rec : *recs)
-      if (auto rp = role_and_password(rec); rp && rp->first == dbuser && rp->second)
-        return result{*rp->second};
-  } while (cursor != "0");
-  return result{};
+  return std::move(e->wanted_password);
 }
 
 } // namespace batchq::ports

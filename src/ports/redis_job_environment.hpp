@@ -9,13 +9,13 @@
 // timeout_cap_ms(user): the limit when it is a positive integer (it replaces
 //   the default even when higher), else the configured default
 //   (batch.query-timeout).
-// password(user, dbuser): the master key's password when its role is dbuser.
-//   Otherwise `SCAN <cursor> MATCH
-//   api_keys:{user}:* COUNT 1000` page by page, each page's records read with
-//   one pipelined HMGET per key, until a record whose database_role is dbuser
-//   (1 + 2 per page). nullopt when no record has it.
-//   Found passwords are cached; misses are not (a key created a moment later
-//   is seen at once). The password is never logged.
+// password(user, dbuser): the master key's password when its role is dbuser,
+//   else the password of the key record that batchq's role index
+//   (`batchq:role_keys:{user}`, written by the API when it accepts a
+//   non-master key) names for dbuser and whose database_role still is dbuser;
+//   in the same round trip, never a SCAN. nullopt when neither has it.
+//   Hits and misses are cached for the cache TTL. The password is never
+//   logged.
 //
 // Thread-safe: one instance is shared by every runner thread of the node; a
 // mutex guards the connection and the cache (lookups are rare: once per job
@@ -48,8 +48,8 @@ public:
   /// Errors: redis_unavailable, redis_error.
   caf::expected<int64_t> timeout_cap_ms(const std::string& user) override;
 
-  /// Errors: redis_unavailable, redis_error (a wrong-typed key found by the
-  /// SCAN is skipped, not an error).
+  /// Errors: redis_unavailable, redis_error (a wrong-typed key answers "no
+  /// password", not an error).
   caf::expected<std::optional<std::string>> password(const std::string& user,
                                                      const std::string& dbuser) override;
 
@@ -70,20 +70,20 @@ private:
     std::string master_key;
     std::optional<std::string> master_role;
     std::optional<std::string> master_password;
+    /// The password of the role asked for (master or role index), if found.
+    std::optional<std::string> wanted_password;
   };
-  caf::expected<user_env> read_env(const std::string& user, clock::time_point now);
-
-  /// The fallback: a key record other than `master_key` with role `dbuser`.
-  caf::expected<std::optional<std::string>> lookup_password(const std::string& user,
-                                                             const std::string& dbuser,
-                                                             const std::string& master_key);
+  /// `dbuser`: the role whose password is wanted ("" for none).
+  caf::expected<user_env> read_env(const std::string& user, const std::string& dbuser,
+                                   clock::time_point now);
 
   int64_t default_timeout_ms_;
   std::chrono::milliseconds cache_ttl_;
   mutable std::mutex mtx_;
   redis::client client_;
   std::map<std::string, cached<int64_t>> caps_;
-  std::map<std::pair<std::string, std::string>, cached<std::string>> passwords_;
+  /// Hits and misses (nullopt), both for cache_ttl.
+  std::map<std::pair<std::string, std::string>, cached<std::optional<std::string>>> passwords_;
 };
 
 /// `text` with Redis glob metacharacters (`*`, `?`, `[`, `]`, `\`) escaped, for

@@ -32,6 +32,8 @@ std::string idempotency(std::string_view user, std::string_view key) {
 std::string rails_user(std::string_view user) { return concat("rails:users:", user); }
 std::string limits_batch(std::string_view user) { return concat("limits:batch:", user); }
 
+std::string role_keys(std::string_view user) { return concat("batchq:role_keys:", user); }
+
 std::string api_key(std::string_view user, std::string_view token) {
   std::string s = concat("api_keys:", user);
   s += ':';

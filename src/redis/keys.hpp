@@ -49,6 +49,11 @@ std::string rails_user(std::string_view user);
 std::string api_key(std::string_view user, std::string_view token);
 /// Hash `limits:batch:{user}`.
 std::string limits_batch(std::string_view user);
+/// Hash `batchq:role_keys:{user}` (metadata DB, batchq's own): database role ->
+/// the token of the user's key record with that role, written when such a key
+/// is accepted by the API, so that a runner finds a role's password with one
+/// read instead of a SCAN (docs/redis-layout.md).
+std::string role_keys(std::string_view user);
 
 /// `text` with Redis glob metacharacters (`*`, `?`, `[`, `]`, `\`) escaped, for
 /// a SCAN MATCH pattern that must match it literally.

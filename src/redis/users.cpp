@@ -101,7 +101,7 @@ caf::expected<bool> remove_user(client& metadata, const std::string& user) {
   auto api_keys = scan_keys(metadata, keys::escape_glob(keys::api_key(user, "")) + "*");
   if (!api_keys)
     return std::move(api_keys.error());
-  std::vector<std::string> del{"DEL", user_key};
+  std::vector<std::string> del{"DEL", user_key, keys::role_keys(user)};
   del.insert(del.end(), api_keys->begin(), api_keys->end());
   // EXISTS and DEL in one round trip: whether the user existed before.
   auto r = metadata.pipeline({{"EXISTS", user_key}, del});

@@ -3,8 +3,14 @@
 // form, every request shape running to `done`, waits, idempotency, lists,
 // cancels, CORS, the three node modes and the probes. Harness: harness.hpp.
 // Every wait is bounded and polls; nothing asserts on a fixed sleep.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <future>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -232,6 +238,11 @@ TEST_F(http_test, RegularKeysWithGrantsSqlAreAcceptedOnlyWhenAllowed) {
   auto h = acc.job_hash(a.doc["job_id"].get<std::string>());
   EXPECT_EQ(h["dbuser"], "analyst_role");
   EXPECT_EQ(h.count("pass"), 0u);
+  // The runner finds that role's password through batchq's role index (one
+  // read, no SCAN): the accepted key is named there.
+  auto idx = acc.meta().command({"HGET", redis::keys::role_keys(user), "analyst_role"});
+  ASSERT_TRUE(idx);
+  EXPECT_EQ(idx->str, regular);
 
   auto no_sql = acc.add_key(user, "regular", false);
   EXPECT_EQ(post(*node, user, R"({"query":"select 1"})", "application/json", bearer(no_sql)).status,
@@ -355,6 +366,75 @@ TEST_F(http_test, DeletingAPendingJobAnswersItCancelledAndLeavesTheQueue) {
   auto again = del(*node, user, id);
   EXPECT_EQ(again.status, 400) << again;
   EXPECT_EQ(again.error(), "Cannot set status from cancelled to cancelled");
+}
+
+TEST_F(http_test, OneUsersLongPollsAndIdleConnectionsDoNotStopTheApiForOthers) {
+  auto node = start("--api-only"); // no worker: jobs stay pending, waits last
+  auto heavy = acc.create_user();
+  auto other = acc.create_user();
+  auto id = create(*node, heavy, R"({"query":"select 1"})");
+  // 100 idle TCP connections that never send a request.
+  std::vector<int> idle;
+  for (int i = 0; i < 100; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(node->port());
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    idle.push_back(fd);
+  }
+  // 80 concurrent long-polls of one user: 16 wait, the rest are refused at once.
+  std::vector<std::future<answer>> polls;
+  for (int i = 0; i < 80; ++i)
+    polls.push_back(std::async(std::launch::async,
+                               [&] { return get(*node, heavy, id, "?wait=20"); }));
+  // The 64 refusals come at once (past the 16 waits, or past 32 in flight).
+  std::vector<bool> answered(polls.size(), false);
+  int refused = 0;
+  auto deadline = clock::now() + 15s;
+  while (refused < 64 && clock::now() < deadline) {
+    for (size_t i = 0; i < polls.size(); ++i)
+      if (!answered[i] && polls[i].wait_for(0s) == std::future_status::ready) {
+        answered[i] = true;
+        auto a = polls[i].get();
+        EXPECT_EQ(a.status, 429) << a;
+        EXPECT_EQ(a.error().rfind("Too many ", 0), 0u) << a;
+        ++refused;
+      }
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(refused, 64);
+  // Everyone else is served at once: the probes, and another user's routes.
+  auto t0 = clock::now();
+  auto health = call(*node, "GET", "/health", "", "", {}, 5s);
+  auto health_ms = ms_since(t0);
+  EXPECT_EQ(health.status, 200) << health;
+  t0 = clock::now();
+  auto posted = post(*node, other, R"({"query":"select 2"})");
+  auto post_ms = ms_since(t0);
+  EXPECT_EQ(posted.status, 201) << posted;
+  t0 = clock::now();
+  auto read = get(*node, other, posted.doc.value("job_id", "x"));
+  auto get_ms = ms_since(t0);
+  EXPECT_EQ(read.status, 200) << read;
+  EXPECT_EQ(call(*node, "GET", "/metrics").status, 200);
+  std::cout << "[ measure  ] with 16 long-polls waiting, 64 refused and 100 idle connections: "
+            << "/health " << health_ms << " ms, another user's POST " << post_ms << " ms, GET "
+            << get_ms << " ms\n";
+  EXPECT_LT(health_ms, 2000);
+  EXPECT_LT(post_ms, 2000);
+  EXPECT_LT(get_ms, 2000);
+  // The same user may still read without waiting.
+  EXPECT_EQ(get(*node, heavy, id).status, 200);
+  for (int fd : idle)
+    ::close(fd);
+  node.reset(); // stopping wakes the 16 waits: they answer with the job as it is
+  for (size_t i = 0; i < polls.size(); ++i)
+    if (!answered[i]) {
+      ASSERT_EQ(polls[i].wait_for(30s), std::future_status::ready);
+      EXPECT_EQ(polls[i].get().status, 200);
+    }
 }
 
 TEST_F(http_test, RedisUnreachableIs503WhileHealthStays200) {

@@ -181,3 +181,88 @@ TEST(HttpErrors, ErrorBodiesAreJsonArraysWithTheCharset) {
   EXPECT_EQ(res.get_header_value("Content-Type"), "application/json; charset=utf-8");
   EXPECT_EQ(json::parse(res.body), (json{{"error", {"permission denied"}}}));
 }
+
+// -- isolation: the elastic pool and the per-user gate ---------------------------
+
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+
+#include "src/http/task_pool.hpp"
+#include "src/http/user_gate.hpp"
+
+namespace {
+
+using namespace batchq::http;
+
+TEST(HttpElasticPool, StartsAThreadWheneverEveryOneIsBusyUpToTheMax) {
+  elastic_pool pool{2, 50, std::chrono::milliseconds{50}};
+  std::mutex m;
+  std::condition_variable cv;
+  bool release = false;
+  std::atomic<int> running{0};
+  for (int i = 0; i < 40; ++i)
+    pool.enqueue([&] {
+      ++running;
+      std::unique_lock<std::mutex> lock{m};
+      cv.wait(lock, [&] { return release; });
+    });
+  // 40 tasks that block: 40 threads, none waits for another.
+  for (int i = 0; i < 1000 && running < 40; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds{5});
+  EXPECT_EQ(running.load(), 40);
+  EXPECT_EQ(pool.threads(), 40u);
+  {
+    std::lock_guard<std::mutex> guard{m};
+    release = true;
+  }
+  cv.notify_all();
+  // Threads above the core end after the linger.
+  for (int i = 0; i < 1000 && pool.threads() > 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds{5});
+  EXPECT_EQ(pool.threads(), 2u);
+  EXPECT_EQ(pool.peak_threads(), 40u);
+  pool.shutdown();
+  EXPECT_EQ(pool.threads(), 0u);
+}
+
+TEST(HttpElasticPool, PastTheMaxTasksWaitAndShutdownRunsWhatIsQueued) {
+  elastic_pool pool{1, 2};
+  std::atomic<int> done{0};
+  std::promise<void> gate;
+  auto opened = gate.get_future().share();
+  for (int i = 0; i < 2; ++i)
+    pool.enqueue([&, opened] {
+      opened.wait();
+      ++done;
+    });
+  for (int i = 0; i < 5; ++i)
+    pool.enqueue([&] { ++done; });
+  EXPECT_EQ(pool.threads(), 2u);
+  gate.set_value();
+  pool.shutdown();
+  EXPECT_EQ(done.load(), 7);
+}
+
+TEST(HttpUserGate, CapsRequestsAndWaitsPerUserAndFreesThemOnLeaving) {
+  user_gate gate{3, 1};
+  auto a1 = gate.enter("a");
+  auto a2 = gate.enter("a");
+  auto a3 = gate.enter("a");
+  ASSERT_TRUE(a1 && a2 && a3);
+  EXPECT_FALSE(gate.enter("a")); // a fourth request of a
+  EXPECT_TRUE(gate.enter("b"));  // b is not affected
+  EXPECT_TRUE(a1->begin_wait());
+  EXPECT_FALSE(a2->begin_wait()); // one long-poll per user here
+  EXPECT_EQ(gate.load("a"), (std::pair<size_t, size_t>{3, 1}));
+  a1.reset();
+  EXPECT_EQ(gate.load("a"), (std::pair<size_t, size_t>{2, 0}));
+  EXPECT_TRUE(a2->begin_wait());
+  EXPECT_TRUE(gate.enter("a"));
+  a2.reset();
+  a3.reset();
+  EXPECT_EQ(gate.load("a"), (std::pair<size_t, size_t>{0, 0}));
+}
+
+} // namespace

@@ -172,6 +172,13 @@ TEST(Validation, ANumberBeyondADoubleIsA400NotAnException) {
             "query[0].timeout must be a non-negative integer");
 }
 
+TEST(Validation, FormBytesThatAreNotStrictUtf8AreRefused) {
+  for (const char* bad : {"query=%C0%AF", "query=%ED%A0%80", "query=%F4%90%80%80", "query=%E0%80%AF"})
+    EXPECT_EQ(error_of(form_body(bad)), "query must be valid UTF-8") << bad;
+  EXPECT_TRUE(form_body("query=%F0%9F%98%80")); // U+1F600
+  EXPECT_TRUE(form_body("query=%EF%BF%BD"));    // U+FFFD
+}
+
 TEST(Validation, NestingDeeperThan64LevelsIsRefusedWithItsPosition) {
   std::string ok = R"({"query": "a", "x": )" + std::string(63, '[') + std::string(63, ']') + "}";
   EXPECT_TRUE(json_body(ok)) << ok;
