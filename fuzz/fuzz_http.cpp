@@ -13,7 +13,8 @@
 // Invariants (a violation aborts, which libFuzzer reports as a crash):
 //  - no answer has a 5xx status other than 503 (except fuzz/known_bugs.hpp);
 //  - the server keeps answering `GET /health` with 200 (checked every
-//    health_every inputs and after any input that got no complete answer).
+//    health_every inputs and after any input whose connection the server did
+//    not close within answer_timeout).
 // ASan/UBSan see batchq's code; cpp-httplib is Debian's gcc-built shared
 // library, so its own code is neither instrumented nor coverage-guided.
 #include "src/http/server.hpp"
@@ -61,13 +62,19 @@ constexpr int health_every = 8;
   std::abort();
 }
 
+// BATCHQ_FUZZ_HTTP_DEBUG is set: print every answer.
+bool f_debug() {
+  static bool d = std::getenv("BATCHQ_FUZZ_HTTP_DEBUG") != nullptr;
+  return d;
+}
+
 struct fixture {
   uint16_t redis_port = 0;
   std::unique_ptr<batchq::redis::client> batch;
   std::unique_ptr<batchq::http::server> srv;
   uint16_t port = 0;
   uint64_t runs = 0;
-  bool debug = std::getenv("BATCHQ_FUZZ_HTTP_DEBUG") != nullptr; // print every answer
+  bool debug = f_debug();
 
   fixture() {
     const char* env = std::getenv("BATCHQ_TEST_REDIS_PORT");
@@ -122,11 +129,6 @@ struct fixture {
 fixture& the_fixture() {
   static fixture* f = new fixture; // never destroyed: handler threads outlive main's return
   return *f;
-}
-
-bool f_debug() {
-  static bool d = std::getenv("BATCHQ_FUZZ_HTTP_DEBUG") != nullptr;
-  return d;
 }
 
 struct answer {
@@ -336,13 +338,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (++f.runs % flush_every == 0)
     f.flush();
   std::string_view req{reinterpret_cast<const char*>(data), size};
-  bool complete = false;
-  auto answers = exchange(f.port, req, complete);
+  bool eof = false;
+  auto answers = exchange(f.port, req, eof);
   if (f.debug)
-    std::fprintf(stderr, "fuzz_http: %s answer:\n%s\n", complete ? "complete" : "INCOMPLETE",
+    std::fprintf(stderr, "fuzz_http: %s, answer:\n%s\n", eof ? "closed" : "NOT CLOSED",
                  answers.c_str());
   check_answers(answers);
-  if (!complete || f.runs % health_every == 0) {
+  if (!eof || f.runs % health_every == 0) {
     if (!health_ok(f.port, f.debug)) {
       // One retry: a just-closed connection may still hold a pool thread.
       std::this_thread::sleep_for(100ms);
