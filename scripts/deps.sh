@@ -9,6 +9,7 @@ packages=(
   libcaf-dev libhiredis-dev libpqxx-dev libpq-dev nlohmann-json3-dev libcpp-httplib-dev
   libcli11-dev uuid-dev libgtest-dev libgmock-dev
   redis-server redis-tools postgresql-15 postgresql-client-15 curl
+  clang libclang-rt-14-dev
 )
 
 missing=()
