@@ -3,6 +3,7 @@
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <string_view>
 
 #include <unistd.h>
 
@@ -64,7 +65,7 @@ namespace {
 
 bool is_batchq_section(caf::string_view s) {
   for (const char* mine : {"redis", "http", "api", "batch", "cluster", "postgres", "log"})
-    if (s == mine)
+    if (std::string_view{s.data(), s.size()} == mine)
       return true;
   return false;
 }
