@@ -206,10 +206,11 @@ std::optional<caller> admit(context& ctx, const httplib::Request& req, std::stri
       return std::nullopt;
   }
   found.account->database_role = found.key->database_role;
-  if (found.key->type != "master" && !found.key->database_role.empty()) {
-    // The runner finds this role's password through the index (one read,
-    // never a SCAN): name the key that carries it. One round trip, only for
-    // requests with a non-master key.
+  if (req.method == "POST" && found.key->type != "master" && !found.key->database_role.empty()
+      && ctx.role_key_due(user, found.key->database_role, key.key)) {
+    // The runner of the job being created finds this role's password through
+    // the index (one read, never a SCAN): name the key that carries it. One
+    // round trip per user, role and key a minute per node, only for creates.
     auto meta = ctx.meta.checkout();
     auto r = meta->command({"HSET", redis::keys::role_keys(user), found.key->database_role,
                             key.key});
@@ -217,6 +218,8 @@ std::optional<caller> admit(context& ctx, const httplib::Request& req, std::stri
       write_error(res, r.error());
       return std::nullopt;
     }
+    if (!r->is_error())
+      ctx.role_key_written(user, found.key->database_role, key.key);
   }
   return found.account;
 }

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <regex>
 
@@ -33,6 +34,13 @@ struct context {
   /// Per-user caps on requests in flight and long-polls (429 past them).
   user_gate gate{server::max_requests_per_user, server::max_waits_per_user};
 
+  /// True when batchq:role_keys:{user} should be written for (role, token):
+  /// this node has not written it within the last minute (auth.cpp).
+  bool role_key_due(const std::string& user, const std::string& role, const std::string& token);
+  /// Records that it was written now.
+  void role_key_written(const std::string& user, const std::string& role,
+                        const std::string& token);
+
   /// Sleeps up to `d`; returns false at once (and early) when the server stops.
   bool sleep_for(std::chrono::milliseconds d);
   /// Wakes every sleeper; sleep_for returns false from now on.
@@ -40,6 +48,11 @@ struct context {
   bool stopping() const noexcept { return stopping_.load(); }
 
 private:
+  std::mutex role_keys_mtx_;
+  /// (user, role) -> the token written last and when it is due again.
+  std::map<std::pair<std::string, std::string>,
+           std::pair<std::string, std::chrono::steady_clock::time_point>>
+    role_keys_written_; // guarded by role_keys_mtx_
   std::atomic<bool> stopping_{false};
   std::mutex mtx_;
   std::condition_variable cv_;

@@ -43,6 +43,24 @@ bool context::sleep_for(std::chrono::milliseconds d) {
   return !stopping_.load();
 }
 
+bool context::role_key_due(const std::string& user, const std::string& role,
+                           const std::string& token) {
+  std::lock_guard<std::mutex> guard{role_keys_mtx_};
+  auto i = role_keys_written_.find({user, role});
+  return i == role_keys_written_.end() || i->second.first != token
+         || std::chrono::steady_clock::now() >= i->second.second;
+}
+
+void context::role_key_written(const std::string& user, const std::string& role,
+                               const std::string& token) {
+  auto now = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> guard{role_keys_mtx_};
+  if (role_keys_written_.size() > 10000) // keep it small: forget what is due anyway
+    for (auto i = role_keys_written_.begin(); i != role_keys_written_.end();)
+      i = now >= i->second.second ? role_keys_written_.erase(i) : std::next(i);
+  role_keys_written_[{user, role}] = {token, now + std::chrono::minutes{1}};
+}
+
 void context::stop() {
   {
     std::lock_guard<std::mutex> guard{mtx_};
@@ -121,29 +139,35 @@ struct server::impl {
   std::regex job_item_re{job_item};
   std::regex wip_re{wip_path};
 
-  /// A job route: admit the caller (auth.hpp), then run `handler`.
+  /// An admitted caller (auth.hpp) and its place among its requests in
+  /// flight (user_gate.hpp); nullopt when the answer (4xx, 429, 503) is written.
+  struct admitted {
+    caller who;
+    user_gate::pass pass;
+  };
+  std::optional<admitted> let_in(const httplib::Request& req, std::string_view body,
+                                 httplib::Response& res) {
+    auto who = admit(ctx, req, body, res, req.matches[1].str());
+    if (!who)
+      return std::nullopt;
+    auto pass = ctx.gate.enter(who->user);
+    if (!pass) {
+      write_error(res, 429, "Too many requests in flight for user '" + who->user + "' (at most "
+                              + std::to_string(ctx.gate.max_in_flight())
+                              + " at once); retry when one has been answered");
+      return std::nullopt;
+    }
+    res.set_header("X-Served-By-DB-Host", who->database_host);
+    return admitted{std::move(*who), std::move(*pass)};
+  }
+
+  /// A job route: let the caller in, then run `handler`.
   template <class Handler>
   httplib::Server::Handler job_route(Handler handler) {
     return [this, handler](const httplib::Request& req, httplib::Response& res) {
-      auto who = admit(ctx, req, req.body, res, req.matches[1].str());
-      if (!who)
-        return;
-      auto pass = enter(res, *who);
-      if (!pass)
-        return;
-      res.set_header("X-Served-By-DB-Host", who->database_host);
-      handler(req, res, *who, *pass);
+      if (auto in = let_in(req, req.body, res))
+        handler(req, res, in->who, in->pass);
     };
-  }
-
-  /// The caller's place among its requests in flight, or a 429.
-  std::optional<user_gate::pass> enter(httplib::Response& res, const caller& who) {
-    auto pass = ctx.gate.enter(who.user);
-    if (!pass)
-      write_error(res, 429, "Too many requests in flight for user '" + who.user + "' (at most "
-                              + std::to_string(ctx.gate.max_in_flight())
-                              + " at once); retry when one has been answered");
-    return pass;
   }
 
   /// The job route of a POST: the route reads the body itself. httplib reads a
@@ -173,14 +197,8 @@ struct server::impl {
         write_error(res, 400, "the request body could not be read");
         return;
       }
-      auto who = admit(ctx, req, body, res, req.matches[1].str());
-      if (!who)
-        return;
-      auto pass = enter(res, *who);
-      if (!pass)
-        return;
-      res.set_header("X-Served-By-DB-Host", who->database_host);
-      handler(req, body, res, *who);
+      if (auto in = let_in(req, body, res))
+        handler(req, body, res, in->who);
     };
   }
 

@@ -57,6 +57,15 @@ std::optional<position> locate(const job& j) {
   return std::nullopt;
 }
 
+// A fallback's text with its templates rendered; one whose text changed was
+// rendered from a template, and an error message quoted into it needs
+// standard_conforming_strings on (pg/session).
+void render_fallback(statement& st, const std::string& source, const std::string& job_id,
+                     const std::string& error_message) {
+  st.sql = render_template(source, job_id, error_message);
+  st.templated = st.sql != source;
+}
+
 // The status of what `p` designates.
 status target_status(const job& j, const position& p) {
   switch (p.kind) {
@@ -264,28 +273,19 @@ std::optional<statement> next_statement(const job& j, int64_t cap_ms) {
     break;
   }
   case statement_kind::step_onsuccess:
-    st.sql = render_template(*j.steps[p->step].onsuccess, j.job_id, "");
+    render_fallback(st, *j.steps[p->step].onsuccess, j.job_id, "");
     break;
   case statement_kind::step_onerror: {
     const auto& s = j.steps[p->step];
-    st.sql = render_template(*s.onerror, j.job_id, s.failed_reason.value_or(""));
+    render_fallback(st, *s.onerror, j.job_id, s.failed_reason.value_or(""));
     break;
   }
   case statement_kind::job_onsuccess:
-    st.sql = render_template(*j.onsuccess, j.job_id, "");
+    render_fallback(st, *j.onsuccess, j.job_id, "");
     break;
   case statement_kind::job_onerror:
-    st.sql = render_template(*j.onerror, j.job_id, job_error_message(j));
+    render_fallback(st, *j.onerror, j.job_id, job_error_message(j));
     break;
-  }
-  // A fallback whose text changed was rendered from a template: an error
-  // message quoted into it needs standard_conforming_strings on (pg/session).
-  if (p->kind != statement_kind::step) {
-    const auto& source = p->kind == statement_kind::step_onsuccess ? *j.steps[p->step].onsuccess
-                         : p->kind == statement_kind::step_onerror ? *j.steps[p->step].onerror
-                         : p->kind == statement_kind::job_onsuccess ? *j.onsuccess
-                                                                    : *j.onerror;
-    st.templated = st.sql != source;
   }
   return st;
 }

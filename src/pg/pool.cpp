@@ -46,22 +46,30 @@ void pooled_connection::release() noexcept {
   if (s->broken() || !s->idle_outside_transaction())
     return; // closed here, outside any lock
   auto st = owner_.lock();
-  if (st && st->reset_on_release) {
+  if (!st)
+    return;
+  auto has_room = [&] {
+    auto i = st->idle.find(key_);
+    return i == st->idle.end() || i->second.size() < st->max_idle_per_key;
+  };
+  {
+    std::lock_guard<std::mutex> guard{st->mtx};
+    if (!has_room())
+      return; // closed: no reset for a connection nobody will reuse
+  }
+  if (st->reset_on_release) {
     s->begin_reset(); // answered while idle, read on the next acquire
     if (s->broken())
       return;
   }
-  if (st) {
-    try {
-      std::lock_guard<std::mutex> guard{st->mtx};
-      auto& list = st->idle[key_];
-      if (list.size() < st->max_idle_per_key) {
-        list.push_back(std::move(s));
-        return;
-      }
-    } catch (...) {
-      // Out of memory: just close the connection.
+  try {
+    std::lock_guard<std::mutex> guard{st->mtx};
+    if (has_room()) {
+      st->idle[key_].push_back(std::move(s));
+      return;
     }
+  } catch (...) {
+    // Out of memory: just close the connection.
   }
   // `s` closes when it goes out of scope (after the lock was released).
 }

@@ -20,10 +20,6 @@ std::optional<int64_t> positive_integer(const std::string& text) {
 
 } // namespace
 
-std::string escape_glob(const std::string& text) {
-  return redis::keys::escape_glob(text);
-}
-
 redis_job_environment::redis_job_environment(redis::endpoint metadata,
                                              int64_t default_timeout_ms,
                                              std::chrono::milliseconds cache_ttl)

@@ -86,8 +86,4 @@ private:
   std::map<std::pair<std::string, std::string>, cached<std::optional<std::string>>> passwords_;
 };
 
-/// `text` with Redis glob metacharacters (`*`, `?`, `[`, `]`, `\`) escaped, for
-/// a SCAN MATCH pattern that must match it literally.
-std::string escape_glob(const std::string& text);
-
 } // namespace batchq::ports

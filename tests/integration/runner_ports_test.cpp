@@ -229,10 +229,6 @@ TEST_F(runner_ports, TheTimeoutCapIsTheUsersLimitElseTheDefault) {
   EXPECT_EQ(*cap, 5000);
 }
 
-TEST_F(runner_ports, GlobCharactersInAUserNameMatchLiterally) {
-  EXPECT_EQ(ports::escape_glob("a*b?c[d]e\\f"), "a\\*b\\?c\\[d\\]e\\\\f");
-}
-
 TEST(PgSqlConnector, RunsAStatementAndASecondAcquireReusesTheConnection) {
   auto pool = std::make_shared<pg::pool>();
   ports::pg_sql_connector sql{pool};

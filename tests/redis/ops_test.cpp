@@ -286,3 +286,7 @@ TEST(RedisJobs, ScanKeysFindsEveryMatchingKeyOnceOverSeveralRoundTripsAndFilters
   EXPECT_EQ(*lists, std::vector<std::string>{list_key});
 }
 
+
+TEST(RedisKeys, GlobCharactersInAUserNameMatchLiterally) {
+  EXPECT_EQ(keys::escape_glob("a*b?c[d]e\\f"), "a\\*b\\?c\\[d\\]e\\\\f");
+}
