@@ -6,9 +6,12 @@
 
 #include <caf/event_based_actor.hpp>
 
+#include "actors/cluster_gate.hpp"
 #include "messages/error.hpp"
+#include "src/auth/node_proof.hpp"
 #include "src/job/status.hpp"
 #include "src/log/log.hpp"
+#include "src/metrics/metrics.hpp"
 
 namespace batchq {
 
@@ -115,6 +118,8 @@ void resolve(self_ptr self, const std::string& id, const std::string& user, canc
 void cancel_here(self_ptr self, const std::string& id, const std::string& user,
                  cancel_promise rp, pass mode) {
   auto& st = self->state;
+  if (mode == pass::initial)
+    metrics::cancel_request("local");
   bool armed = st.registry->cancel(id, stop_reason::user_cancel, /*leave_tombstone*/ true);
   log::info("cancel: token fired", {{"job_id", id}, {"user", user},
                                     {"armed", armed ? "true" : "false"}});
@@ -130,6 +135,41 @@ void cancel_here(self_ptr self, const std::string& id, const std::string& user,
     [=] { ask_status(self, id, user, rp, pass::report); });
 }
 
+/// After the pg_cancel_backend fallback signalled a backend: the runner that
+/// owns it (on a node this one cannot reach) records the cancel, or the
+/// node-loss sweep ends the job; either way Redis says what happened. Asks
+/// until the job is final or `deadline` passes, then answers the truth: a
+/// `running` answer means the cancel is not recorded (yet).
+void await_record(self_ptr self, const std::string& id, const std::string& user,
+                  cancel_promise rp, std::chrono::steady_clock::time_point deadline) {
+  auto& st = self->state;
+  self->request(st.status, st.cfg.status_timeout, cancel_atom::value, id, user)
+    .then(
+      [=](const pending_cancel& pc) mutable {
+        auto s = job::parse_status(pc.status);
+        bool still_running = !pc.cancelled && s == job::status::running;
+        if (!still_running || self->clock().now() >= deadline) {
+          // Final, pending (cancelled now), or out of time: as report.
+          if (pc.cancelled || s == job::status::cancelled)
+            rp.deliver(cancel_result{id, "cancelled"});
+          else if (s && job::is_final(*s))
+            rp.deliver(make_error(ec::invalid_transition,
+                                  job::transition_refusal(*s, job::status::cancelled)));
+          else if (pc.status.empty())
+            rp.deliver(make_error(ec::job_not_found, "Job with id " + id + " not found"));
+          else {
+            log::warning("cancel: not recorded in time after pg_cancel_backend",
+                         {{"job_id", id}, {"status", pc.status}});
+            rp.deliver(cancel_result{id, pc.status});
+          }
+          return;
+        }
+        self->request(self->state.sleeper, self->state.cfg.record_poll, tick_atom::value)
+          .then([] {}, [=](caf::error&) { await_record(self, id, user, rp, deadline); });
+      },
+      [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
+}
+
 void backend_fallback(self_ptr self, const std::string& id, const std::string& user,
                       cancel_promise rp) {
   auto backend = self->state.backend;
@@ -137,6 +177,7 @@ void backend_fallback(self_ptr self, const std::string& id, const std::string& u
     ask_status(self, id, user, std::move(rp), pass::report);
     return;
   }
+  metrics::cancel_request("backend");
   auto helper = spawn_blocking<int>(
     self, [backend, id, user] { return backend->cancel_backends_of_job(id, user); });
   self->request(helper, self->state.cfg.cancel_wait, run_atom::value)
@@ -145,7 +186,7 @@ void backend_fallback(self_ptr self, const std::string& id, const std::string& u
         log::info("cancel: pg_cancel_backend fallback",
                   {{"job_id", id}, {"backends", std::to_string(n)}});
         if (n > 0)
-          cancel_promise{rp}.deliver(cancel_result{id, "cancelled"});
+          await_record(self, id, user, rp, self->clock().now() + self->state.cfg.cancel_wait);
         else
           ask_status(self, id, user, rp, pass::report);
       },
@@ -164,18 +205,23 @@ void cancel_elsewhere(self_ptr self, const std::string& id, const std::string& u
     return;
   }
   auto wait = self->state.cfg.cancel_wait;
-  auto helper = spawn_blocking<canceller_actor>(
-    self, [dir, node] { return dir->canceller_of(node); });
+  auto helper = spawn_blocking<cluster_gate_actor>(
+    self, [dir, node] { return dir->gate_of(node); });
   self->request(helper, wait, run_atom::value)
     .then(
-      [=](canceller_actor remote) {
-        self->request(remote, wait * 2, remote_cancel_atom::value, id)
+      [=](cluster_gate_actor remote) {
+        const auto& cfg = self->state.cfg;
+        auto proof = auth::sign(cfg.cluster_secret, cfg.node_id, node, remote_cancel_kind, id,
+                                cfg.now_ms());
+        self->request(remote, wait * 2, remote_cancel_atom::value, id, std::move(proof))
           .then(
             [=](bool ran) {
-              if (ran)
+              if (ran) {
+                metrics::cancel_request("node");
                 ask_status(self, id, user, rp, pass::report);
-              else
+              } else {
                 backend_fallback(self, id, user, rp);
+              }
             },
             [=](caf::error& err) {
               log::warning("cancel: remote canceller failed",
@@ -197,6 +243,8 @@ void ask_status(self_ptr self, const std::string& id, const std::string& user,
     .then(
       [=](const pending_cancel& pc) mutable {
         if (pc.cancelled) {
+          if (mode == pass::initial)
+            metrics::cancel_request("pending");
           rp.deliver(cancel_result{id, "cancelled"});
           return;
         }
@@ -214,6 +262,7 @@ void ask_status(self_ptr self, const std::string& id, const std::string& user,
           return;
         }
         if (s == job::status::running && mode != pass::report) {
+          // Never a remote cancel to this node itself (SPEC §5 v2).
           if (pc.node == self->state.cfg.node_id)
             cancel_here(self, id, user, rp, mode);
           else

@@ -16,15 +16,23 @@
 //      If no runner answers within `cancel_wait` (safety net: a runner that
 //      died), the job's current status is reported instead ({id, "running"}
 //      when it still runs; the cancel is then NOT recorded).
-//   3. running ELSEWHERE: node_directory->canceller_of(node), then that node's
-//      `remote_cancel(id)`; when it answers true (its runner ended), the
-//      current status is reported as in 2. When the node cannot be reached (or
-//      answers false, or the record names no node, e.g. a CARTO worker's job):
-//      backend_cancel's pg_cancel_backend fallback; if it signalled a backend,
-//      {id, "cancelled"} (the remote runner, if alive, records the cancel: a
-//      57014 "due to user request" it did not fire itself is a cancel), else
-//      the current status. A dead node's job stays `running` until that node's
-//      lease expires and the node-loss sweep (SPEC §7) handles it.
+//   3. running ELSEWHERE (never this node itself): node_directory->gate_of(node),
+//      then that node's cluster gate gets `remote_cancel(id, proof)`, the proof
+//      signed with cluster.secret for that node (actors/cluster_gate.hpp);
+//      when it answers true (its runner ended), the current status is reported
+//      as in 2. When the node cannot be reached (or refuses, or answers false,
+//      or the record names no node, e.g. a CARTO worker's job):
+//      backend_cancel's pg_cancel_backend fallback. If it signalled a backend,
+//      the answer waits (at most cancel_wait, asking Redis every record_poll)
+//      until Redis records the end: the remote runner, if alive, sees 57014
+//      with the cancel mark the Redis half left (job_cancel_pending.lua) and
+//      records `cancelled`. The answer is the truth: {id, "cancelled"}, the
+//      refusal of another final status, or {id, "running"} (not recorded in
+//      time). Nothing signalled -> the current status at once. A dead node's
+//      job stays `running` until that node's lease expires and the node-loss
+//      sweep (SPEC §7) handles it.
+//   Each cancel counts once in batchq_cancel_requests_total{path}: pending,
+//   local, node, or backend.
 // remote_cancel(job_id) — from another node: as 2 (a tombstone is left), and
 //   answers true once the runner's `final` arrives (or at once when the job
 //   ended here just before); false when nothing ended here within cancel_wait.
@@ -57,6 +65,7 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include "messages/interfaces.hpp"
+#include "src/auth/node_proof.hpp"
 #include "src/pg/cancel_registry.hpp"
 #include "src/ports/ports.hpp"
 
@@ -73,6 +82,13 @@ struct canceller_settings {
   std::chrono::milliseconds status_timeout{10000};
   /// How many recent `final`s are remembered.
   size_t recent_finals = 1024;
+  /// After the pg_cancel_backend fallback: how often Redis is asked whether
+  /// the cancel is recorded (for at most cancel_wait).
+  std::chrono::milliseconds record_poll{200};
+  /// cluster.secret: the proof of every message to another node's gate.
+  std::string cluster_secret;
+  /// The clock of those proofs (tests pin it).
+  std::function<int64_t()> now_ms = auth::now_ms;
 };
 
 struct canceller_state {

@@ -301,6 +301,45 @@ void after_outcome(self_ptr self) {
   write_progress(self, [=] { self->send(self, step_atom::value); });
 }
 
+/// Applies the outcome of `stmt` to the job and goes on.
+void record_outcome(self_ptr self, const job::statement& stmt, const job::outcome& o) {
+  auto& st = self->state;
+  if (auto r = job::apply(st.j, stmt, o, now()); !r) {
+    log::error("job runner: outcome refused", {{"job_id", job_id_of(self)},
+                                               {"error", r.error().message}});
+    finish(self, job_end::aborted);
+    return;
+  }
+  after_outcome(self);
+}
+
+/// A 57014 this runner did not cause: a user's cancel when the job carries
+/// the cancel mark (another node's pg_cancel_backend fallback, SPEC §5 v2),
+/// else `failed` as PostgreSQL said. Redis unreachable: the failure stands.
+void check_cancel_mark(self_ptr self, const job::statement& stmt, const job::outcome& failed) {
+  auto& st = self->state;
+  self->request(st.status, st.cfg.status_timeout, cancel_mark_atom::value, job_id_of(self))
+    .then(
+      [=](bool marked) {
+        if (self->state.finished)
+          return;
+        if (marked) {
+          log::info("statement cancelled by another node for a user's cancel",
+                    {{"job_id", job_id_of(self)}});
+          stop_by_reason(self, stop_reason::user_cancel);
+          return;
+        }
+        record_outcome(self, stmt, failed);
+      },
+      [=](caf::error& err) {
+        if (self->state.finished)
+          return;
+        log::warning("cancel mark not read; the statement's failure stands",
+                     {{"job_id", job_id_of(self)}, {"error", self->system().render(err)}});
+        record_outcome(self, stmt, failed);
+      });
+}
+
 /// Runs `stmt` (already begun and written) and records its outcome.
 void run_statement(self_ptr self, const job::statement& stmt) {
   auto& st = self->state;
@@ -359,11 +398,12 @@ void run_statement(self_ptr self, const job::statement& stmt) {
           o = job::outcome::success();
           break;
         case pg::outcome::failed:
-          if (res->error.sqlstate == "57014"
-              && res->error.message == "canceling statement due to user request"
-              && !st.token->stop_requested()) {
-            // Another node's pg_cancel_backend fallback: a user's cancel.
-            stop_by_reason(self, stop_reason::user_cancel);
+          if (res->error.sqlstate == "57014" && !st.token->stop_requested()) {
+            // Cancelled, and not by this runner's token (which makes the
+            // outcome `cancelled`): a statement timeout, someone's
+            // pg_cancel_backend, or another node's fallback for a user's
+            // cancel; Redis' cancel mark tells the last apart.
+            check_cancel_mark(self, stmt, job::outcome::failure(res->error.message));
             return;
           }
           o = job::outcome::failure(res->error.message);
@@ -374,13 +414,7 @@ void run_statement(self_ptr self, const job::statement& stmt) {
       }
     }
   }
-  if (auto r = job::apply(st.j, stmt, o, now()); !r) {
-    log::error("job runner: outcome refused", {{"job_id", job_id_of(self)},
-                                               {"error", r.error().message}});
-    finish(self, job_end::aborted);
-    return;
-  }
-  after_outcome(self);
+  record_outcome(self, stmt, o);
 }
 
 /// One statement per message.

@@ -180,6 +180,12 @@ status_actor::behavior_type status_behavior(status_actor::stateful_pointer<statu
       if (rec->empty() || owner == nullptr || *owner != user)
         return make_error(ec::job_not_found, "Job with id " + job_id + " not found");
       auto status = find_field(*rec, "status");
+      if (status != nullptr && *status == "running") {
+        // The cancel mark: the runner, wherever it is, then knows a
+        // pg_cancel_backend of its statement for this user's cancel.
+        if (auto m = st.store->cancel_mark(job_id, true); !m)
+          return std::move(m.error());
+      }
       if (status == nullptr || *status != "pending") {
         auto node = find_field(*rec, "node");
         return pending_cancel{false, status ? *status : std::string{},
@@ -200,6 +206,12 @@ status_actor::behavior_type status_behavior(status_actor::stateful_pointer<statu
       overlay(*rec, upd.set, upd.del);
       finished_once(st, job_id, user, "cancelled", *rec);
       return pending_cancel{true, "cancelled", {}};
+    },
+    [=](cancel_mark_atom, const std::string& job_id) -> caf::result<bool> {
+      auto m = self->state.store->cancel_mark(job_id, false);
+      if (!m)
+        return std::move(m.error());
+      return *m;
     },
   };
 }

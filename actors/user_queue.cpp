@@ -519,8 +519,38 @@ void settle_lost(self_ptr self, const job_ticket& orphan) {
     write_settled(self, orphan, *j,
                   j->status == job::status::pending ? "requeued" : job::to_string(j->status));
   };
+  // A user asked to cancel the job while its node was going (the cancel
+  // mark): the cancel wins over batch.on-node-loss, so the user's DELETE,
+  // answered from the pg_cancel_backend fallback, ends `cancelled`.
+  auto cancelled_or_lost = [=] {
+    ++self->state.in_flight;
+    self->request(self->state.deps.status, self->state.cfg.status_timeout,
+                  cancel_mark_atom::value, orphan.job_id)
+      .then(
+        [=](bool marked) {
+          --self->state.in_flight;
+          if (ended_if_fenced(self))
+            return;
+          if (!marked) {
+            node_lost();
+            return;
+          }
+          auto j = job::decode(orphan.job_id, orphan.record);
+          if (!j || !job::cancel(*j, std::chrono::system_clock::now())) {
+            node_lost();
+            return;
+          }
+          write_settled(self, orphan, *j, "cancelled by its user");
+        },
+        [=](caf::error&) {
+          --self->state.in_flight;
+          if (ended_if_fenced(self))
+            return;
+          node_lost(); // the mark could not be read: on-node-loss applies
+        });
+  };
   if (!st.deps.backends) {
-    node_lost();
+    cancelled_or_lost();
     return;
   }
   auto backends = st.deps.backends;
@@ -540,7 +570,7 @@ void settle_lost(self_ptr self, const job_ticket& orphan) {
         if (n > 0)
           log::info("orphaned backends stopped",
                     {{"job_id", job_id}, {"user", user}, {"backends", std::to_string(n)}});
-        node_lost();
+        cancelled_or_lost();
       },
       [=](caf::error& err) {
         auto& st = self->state;

@@ -6,6 +6,7 @@
 #include <caf/scoped_actor.hpp>
 
 #include "actors/canceller.hpp"
+#include "actors/cluster_gate.hpp"
 #include "actors/coordination.hpp"
 #include "actors/job_runner.hpp"
 #include "actors/scheduler.hpp"
@@ -95,6 +96,7 @@ struct node::impl {
   status_actor status;
   coordination_actor coordination;
   canceller_actor canceller;
+  cluster_gate_actor gate;
   scheduler_actor scheduler;
   subscriber_actor subscriber;
   std::unique_ptr<http::server> http;
@@ -135,6 +137,7 @@ caf::error node::start() {
   // pg_cancel_backend when they cannot be reached.
   canceller_settings canceller_cfg;
   canceller_cfg.node_id = s.cluster_node_id;
+  canceller_cfg.cluster_secret = s.cluster_secret;
   st.canceller = spawn_canceller(
     sys_, canceller_cfg, st.status, st.registry,
     std::make_shared<middleman_node_directory>(sys_, ep), st.backends);
@@ -143,11 +146,16 @@ caf::error node::start() {
   if (worker)
     start_worker(env);
 
-  // The canceller is reachable by other nodes (and `batchq cancel`).
-  auto port = sys_.middleman().publish(st.canceller, s.cluster_port, "127.0.0.1", true);
+  // Other nodes (and `batchq cancel --direct`) reach this node through its
+  // cluster gate only: it checks each message's proof, then asks the canceller.
+  cluster_gate_settings gate_cfg;
+  gate_cfg.node_id = s.cluster_node_id;
+  gate_cfg.secret = s.cluster_secret;
+  st.gate = spawn_cluster_gate(sys_, gate_cfg, st.canceller);
+  auto port = sys_.middleman().publish(st.gate, s.cluster_port, s.cluster_bind.c_str(), true);
   if (!port)
-    return make_error(ec::invalid_config, "cannot publish the canceller on 127.0.0.1:"
-                                            + std::to_string(s.cluster_port) + ": "
+    return make_error(ec::invalid_config, "cannot publish the cluster gate on " + s.cluster_bind
+                                            + ":" + std::to_string(s.cluster_port) + ": "
                                             + sys_.render(port.error()));
   st.published = true;
   cluster_port_ = *port;
@@ -163,7 +171,7 @@ caf::error node::start() {
 
   node_info me;
   me.node_id = s.cluster_node_id;
-  me.address = "127.0.0.1";
+  me.address = s.cluster_advertise;
   me.cluster_port = cluster_port_;
   me.http_port = http_port_;
   me.version = version();
@@ -301,8 +309,9 @@ void node::stop() {
       log::warning("node registration not removed", {{"error", message_of(err)}});
     st.registration.reset();
   }
-  if (st.published && st.canceller)
-    sys_.middleman().unpublish(st.canceller, cluster_port_);
+  if (st.published && st.gate)
+    sys_.middleman().unpublish(st.gate, cluster_port_);
+  exit_actor(st.gate);
   exit_actor(st.subscriber);
   exit_actor(st.scheduler);
   exit_actor(st.coordination);
@@ -326,6 +335,7 @@ cancel_front::cancel_front(caf::actor_system& sys, const settings& s, std::strin
   impl_->status = spawn_status(sys_, status_cfg, std::make_shared<ports::redis_job_store>(ep));
   canceller_settings canceller_cfg;
   canceller_cfg.node_id = front_id;
+  canceller_cfg.cluster_secret = s.cluster_secret;
   auto env = std::make_shared<ports::redis_job_environment>(metadata_endpoint(s),
                                                             s.batch_query_timeout);
   impl_->canceller = spawn_canceller(

@@ -5,8 +5,11 @@
 // A node (worker part):
 //   status     detached, its own ports::redis_job_store          (single writer)
 //   canceller  event-based; the shared pg::cancel_registry, a middleman
-//              node_directory and the pg_cancel_backend fallback; published
-//              over the io middleman on cluster.port (0 = ephemeral)
+//              node_directory and the pg_cancel_backend fallback
+//   gate       event-based (actors/cluster_gate.hpp): the only actor
+//              published over the io middleman, on cluster.bind:cluster.port
+//              (0 = ephemeral); checks each message's proof of
+//              cluster.secret, then asks the canceller
 //   scheduler  detached, its own ports::redis_coordination; user_queue factory
 //              -> spawn_user_queue(status, job_runner factory)
 //   job_runner detached, one per running job: the shared pg::pool connector,
@@ -16,7 +19,7 @@
 //              routes ask the canceller (DELETE) from a scoped_actor; /ready
 //              asks the subscriber `ready`
 // Then the node registers `batch:nodes:{node-id}` (node_registry.hpp, with
-// the bound http_port), once the subscriber listens, and refreshes it every
+// cluster.advertise as its address and the bound http_port), once the subscriber listens, and refreshes it every
 // heartbeat.
 //
 // Modes (SPEC §9): `full` runs all of the above with the whole HTTP API;
@@ -74,11 +77,11 @@ public:
   node(const node&) = delete;
   node& operator=(const node&) = delete;
 
-  /// Spawns the actors of its mode, publishes the canceller, starts the HTTP
+  /// Spawns the actors of its mode, publishes the cluster gate, starts the HTTP
   /// server, waits (bounded) until the subscriber listens (when there is
   /// one), then registers the node (a registration that fails because Redis
   /// is down is logged and retried by heartbeat()). On error the node is
-  /// partly started: call stop(). Errors: the canceller cannot be published
+  /// partly started: call stop(). Errors: the gate cannot be published
   /// (e.g. cluster.port is taken), http.bind:http.port cannot be bound.
   caf::error start();
 
@@ -96,7 +99,7 @@ public:
   /// every actor. Idempotent.
   void stop();
 
-  /// The middleman port the canceller is published on (0 before start()).
+  /// The middleman port the cluster gate is published on (0 before start()).
   uint16_t cluster_port() const noexcept { return cluster_port_; }
   /// The port the HTTP server listens on (0 before start()).
   uint16_t http_port() const noexcept { return http_port_; }
@@ -121,7 +124,8 @@ private:
 
 /// `batchq cancel`: a status actor and a canceller that run no jobs, in a
 /// small actor system. The canceller cancels a pending job in Redis, asks the
-/// owning node's canceller over the middleman, or falls back to
+/// owning node's cluster gate over the middleman (with cluster.secret's
+/// proof), or falls back to
 /// pg_cancel_backend, exactly as a node's canceller does.
 class cancel_front {
 public:

@@ -11,7 +11,7 @@ middleman_node_directory::middleman_node_directory(caf::actor_system& sys, redis
   : sys_(sys), client_(std::move(ep)) {
 }
 
-caf::expected<canceller_actor> middleman_node_directory::canceller_of(const std::string& node_id) {
+caf::expected<cluster_gate_actor> middleman_node_directory::gate_of(const std::string& node_id) {
   node_info n;
   {
     std::lock_guard<std::mutex> guard{mtx_};
@@ -22,7 +22,7 @@ caf::expected<canceller_actor> middleman_node_directory::canceller_of(const std:
       return make_error(ec::node_unreachable, "node " + node_id + " is not registered");
     n = std::move(**r);
   }
-  auto h = sys_.middleman().remote_actor<canceller_actor>(n.address, n.cluster_port);
+  auto h = sys_.middleman().remote_actor<cluster_gate_actor>(n.address, n.cluster_port);
   if (!h)
     return make_error(ec::node_unreachable, "node " + node_id + " at " + n.address + ":"
                                               + std::to_string(n.cluster_port)

@@ -1,8 +1,10 @@
 // The production ports::node_directory (src/ports/ports.hpp): how a canceller
-// reaches another node's canceller. Reads the node's registration
-// `batch:nodes:{node_id}` (node_registry.hpp) and connects to the canceller
-// that node published over CAF's io middleman (remote_actor, protocol
-// batchq::protocol_id). docs/running.md describes the keys.
+// reaches another node. Reads the node's registration `batch:nodes:{node_id}`
+// (node_registry.hpp) and connects to the cluster gate that node published
+// over CAF's io middleman at its registered `address` (cluster.advertise) and
+// `cluster_port` (remote_actor, protocol batchq::protocol_id). The gate checks
+// the proof each message carries (actors/cluster_gate.hpp). docs/running.md
+// describes the keys.
 //
 // Blocking: one Redis round trip, then the middleman connect (immediate on a
 // loopback port nobody listens on; a TCP connect timeout for a silent remote
@@ -29,9 +31,9 @@ public:
   middleman_node_directory(caf::actor_system& sys, redis::endpoint ep);
 
   /// Every error means "unreachable": node_unreachable ("node X is not
-  /// registered", or the middleman could not connect), invalid_config (the
+  /// registered", or the middleman could not connect to its gate), invalid_config (the
   /// hash has no usable cluster_port), redis_unavailable.
-  caf::expected<canceller_actor> canceller_of(const std::string& node_id) override;
+  caf::expected<cluster_gate_actor> gate_of(const std::string& node_id) override;
 
 private:
   caf::actor_system& sys_;

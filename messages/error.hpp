@@ -46,6 +46,9 @@ enum class ec : uint8_t {
   /// Another node cannot be reached: not registered (batch:nodes:{id}) or its
   /// published canceller refused the connection.
   node_unreachable,
+  /// A message from another node without valid proof of cluster.secret, stale,
+  /// replayed, or meant for another node (SPEC §5 v2).
+  refused,
 };
 
 inline constexpr caf::atom_value ec_category = caf::atom("batchq");
@@ -66,6 +69,7 @@ inline const char* to_string(ec x) {
     case ec::invalid_config: return "invalid_config";
     case ec::job_exists: return "job_exists";
     case ec::node_unreachable: return "node_unreachable";
+    case ec::refused: return "refused";
   }
   return "unknown";
 }

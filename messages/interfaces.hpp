@@ -34,6 +34,7 @@ using yield_atom = caf::atom_constant<caf::atom("yield")>;
 using fence_atom = caf::atom_constant<caf::atom("fence")>;
 using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
 using remote_cancel_atom = caf::atom_constant<caf::atom("rcancel")>;
+using cancel_mark_atom = caf::atom_constant<caf::atom("cmark")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using final_atom = caf::atom_constant<caf::atom("final")>;
 using rescan_atom = caf::atom_constant<caf::atom("rescan")>;
@@ -58,8 +59,13 @@ using status_actor = caf::typed_actor<
   // The Redis half of a user's cancel: a pending job of `user` becomes cancelled
   // (steps skipped) atomically; otherwise reports its status and node.
   // Errors: job_not_found (unknown id or another user's job).
+  // A running job also gets the cancel mark (keys::cancel_mark), in Redis.
   caf::replies_to<cancel_atom, std::string /*job_id*/, std::string /*user*/>::with<
-    pending_cancel>>;
+    pending_cancel>,
+  // Whether a user asked to cancel this running job (its cancel mark): how a
+  // runner knows a 57014 it did not fire itself (another node's
+  // pg_cancel_backend fallback) for a user's cancel.
+  caf::replies_to<cancel_mark_atom, std::string /*job_id*/>::with<bool>>;
 
 // -- job_runner: one running job ----------------------------------------------------
 
@@ -141,8 +147,8 @@ using canceller_actor = caf::typed_actor<
   // Errors: job_not_found, invalid_transition ("Cannot set status from done to cancelled").
   caf::replies_to<cancel_atom, std::string /*job_id*/, std::string /*user*/>::with<
     cancel_result>,
-  // From another node's canceller (over the middleman): stop the statement of a
-  // job running on this node; true if it ran here.
+  // From this node's cluster gate (a verified message of another node): stop
+  // the statement of a job running on this node; true if it ran here.
   caf::replies_to<remote_cancel_atom, std::string /*job_id*/>::with<bool>,
   // From the scheduler: stop the running statement of `user`'s turn `token`
   // on this node (drain, or the lease is lost).
@@ -150,5 +156,16 @@ using canceller_actor = caf::typed_actor<
   // From a user_queue: the job's final status is recorded (completes a waiting
   // cancel).
   caf::reacts_to<final_atom, std::string /*job_id*/, std::string /*status*/>>;
+
+// -- cluster gate: the only actor other nodes can reach ---------------------------
+
+using cluster_gate_actor = caf::typed_actor<
+  // From another node's canceller (over the middleman, SPEC §5 v2): stop the
+  // statement of a job running on this node; true if it ran here. The proof
+  // must name this node, be fresh and new, and carry the HMAC of
+  // cluster.secret (when this node has one).
+  // Errors: refused ("refused: <reason>"; counted in
+  // batchq_cluster_messages_refused_total).
+  caf::replies_to<remote_cancel_atom, std::string /*job_id*/, node_proof>::with<bool>>;
 
 } // namespace batchq

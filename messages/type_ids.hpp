@@ -13,7 +13,7 @@ namespace batchq {
 
 /// The middleman's application identifier (SPEC §5): nodes of other protocol
 /// versions refuse to connect. Bump it when a remote message changes.
-inline constexpr const char* protocol_id = "batchq/1";
+inline constexpr const char* protocol_id = "batchq/2";
 
 inline void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<job_ticket>("batchq::job_ticket");
@@ -28,6 +28,7 @@ inline void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<held_lease>("batchq::held_lease");
   cfg.add_message_type<pending_cancel>("batchq::pending_cancel");
   cfg.add_message_type<cancel_result>("batchq::cancel_result");
+  cfg.add_message_type<node_proof>("batchq::node_proof");
   cfg.add_message_type<drain_report>("batchq::drain_report");
   cfg.add_message_type<scheduler_stats>("batchq::scheduler_stats");
   cfg.add_message_type<stop_reason>("batchq::stop_reason");
@@ -37,6 +38,7 @@ inline void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<scheduler_actor>("batchq::scheduler_actor");
   cfg.add_message_type<subscriber_actor>("batchq::subscriber_actor");
   cfg.add_message_type<canceller_actor>("batchq::canceller_actor");
+  cfg.add_message_type<cluster_gate_actor>("batchq::cluster_gate_actor");
   cfg.add_message_type<coordination_actor>("batchq::coordination_actor");
   cfg.add_error_category(ec_category, [](uint8_t code, caf::atom_value, const caf::message& ctx) {
     std::string text = std::string{"batchq."} + to_string(static_cast<ec>(code));

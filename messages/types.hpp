@@ -271,6 +271,21 @@ struct cancel_result {
   std::string status;
 };
 
+/// Proof that a message between nodes comes from a node that knows the shared
+/// cluster.secret (SPEC §5 v2; made and checked by src/auth/node_proof.hpp).
+struct node_proof {
+  /// The sender's cluster.node-id.
+  std::string from;
+  /// The node the message is for: a node refuses a message meant for another.
+  std::string to;
+  /// The sender's clock, ms since the epoch (messages older than the window are refused).
+  int64_t issued_ms = 0;
+  /// 16 random bytes, hex: a node refuses a proof it has seen.
+  std::string nonce;
+  /// hex HMAC-SHA256 over the message and the fields above; empty without a secret.
+  std::string mac;
+};
+
 /// What a drain did (scheduler, on SIGTERM/SIGINT).
 struct drain_report {
   /// Jobs that finished within the grace period.
@@ -361,6 +376,11 @@ typename Inspector::result_type inspect(Inspector& f, pending_cancel& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cancel_result& x) {
   return f(caf::meta::type_name("cancel_result"), x.job_id, x.status);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, node_proof& x) {
+  return f(caf::meta::type_name("node_proof"), x.from, x.to, x.issued_ms, x.nonce, x.mac);
 }
 
 template <class Inspector>

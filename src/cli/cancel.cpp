@@ -110,7 +110,12 @@ int cancel_direct(const cancel_options& opts) {
   {
     cluster::cancel_front front{sys, *s, front_id};
     auto res = front.cancel(opts.job_id, user, std::chrono::seconds{30});
-    if (res) {
+    if (res && res->status == "running") {
+      // The pg_cancel_backend fallback signalled the statement, but the
+      // job's node did not record the cancel in time (it may be gone).
+      std::cout << "running: the cancel is not recorded yet (the job's node did not answer; "
+                   "the job ends cancelled once a node records it)\n";
+    } else if (res) {
       std::cout << res->status << "\n";
       code = res->status == "cancelled" ? 0 : 1;
     } else {

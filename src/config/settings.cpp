@@ -1,5 +1,6 @@
 #include "src/config/settings.hpp"
 
+#include <cstdlib>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -50,7 +51,14 @@ config::config() {
     .add(raw_.batch_shutdown_grace, "shutdown-grace", "seconds running jobs get on SIGTERM");
   opt_group{custom_options_, "cluster"}
     .add(raw_.cluster_node_id, "node-id", "this node's id (default: host name + pid)")
-    .add(cluster_port_, "port", "CAF middleman port; 0 picks a free one");
+    .add(cluster_port_, "port", "CAF middleman port; 0 picks a free one")
+    .add(raw_.cluster_bind, "bind", "address the CAF middleman listens on")
+    .add(raw_.cluster_advertise, "advertise",
+         "address other nodes reach this node at (default: cluster.bind; required when "
+         "bind is 0.0.0.0 or ::)")
+    .add(raw_.cluster_secret, "secret",
+         "shared secret every message between nodes proves (or env BATCHQ_CLUSTER_SECRET); "
+         "without one, cluster.bind must be a loopback address");
   opt_group{custom_options_, "postgres"}
     .add(postgres_port_, "port", "PostgreSQL port when rails:users has no database_port")
     .add(raw_.postgres_result_grace, "result-grace",
@@ -132,6 +140,23 @@ caf::expected<settings> config::validate() const {
     return bad("log.level", "must be debug, info, warning or error, got \"" + s.log_level + "\"");
   if (s.cluster_node_id.empty())
     s.cluster_node_id = default_node_id();
+  if (s.cluster_secret.empty())
+    if (const char* env = std::getenv("BATCHQ_CLUSTER_SECRET"))
+      s.cluster_secret = env;
+  if (s.cluster_bind.empty())
+    return bad("cluster.bind", "must be an address, e.g. 127.0.0.1 or 0.0.0.0");
+  bool any = s.cluster_bind == "0.0.0.0" || s.cluster_bind == "::";
+  if (s.cluster_advertise.empty()) {
+    if (any)
+      return bad("cluster.advertise", "is required when cluster.bind is " + s.cluster_bind
+                                        + ": other nodes need an address to reach this one");
+    s.cluster_advertise = s.cluster_bind;
+  }
+  if (s.cluster_secret.empty() && !is_loopback(s.cluster_bind))
+    return bad("cluster.secret", "is required when cluster.bind (" + s.cluster_bind
+                                   + ") is not a loopback address: the middleman port is "
+                                     "unauthenticated (set cluster.secret or "
+                                     "BATCHQ_CLUSTER_SECRET)");
   return s;
 }
 
@@ -153,6 +178,10 @@ bool config::is_flag(const std::string& name) const {
 
 const char* to_string(on_node_loss x) {
   return x == on_node_loss::fail ? "fail" : "requeue";
+}
+
+bool is_loopback(const std::string& address) {
+  return address == "localhost" || address == "::1" || address.rfind("127.", 0) == 0;
 }
 
 std::string default_node_id() {

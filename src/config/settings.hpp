@@ -46,6 +46,9 @@ struct settings {
 
   std::string cluster_node_id;                 // default: host name + pid
   uint16_t cluster_port = 0;                   // 0 = ephemeral
+  std::string cluster_bind = "127.0.0.1";      // address the middleman listens on
+  std::string cluster_advertise;               // address registered; default: cluster_bind
+  std::string cluster_secret;                  // proof between nodes; env BATCHQ_CLUSTER_SECRET
 
   uint16_t postgres_port = 5432;
   int64_t postgres_result_grace = 5000;        // ms (pg::session_options::result_grace)
@@ -85,6 +88,9 @@ caf::expected<settings> load_config(config& cfg, const std::string& config_file,
                                     const std::vector<std::string>& flags);
 
 const char* to_string(on_node_loss x);
+
+/// True for 127.0.0.0/8, ::1 and "localhost".
+bool is_loopback(const std::string& address);
 
 /// "host name + pid", the default cluster.node-id.
 std::string default_node_id();

@@ -34,12 +34,6 @@ registry& global() {
   return r;
 }
 
-void job_finished(std::string_view status) {
-  for (size_t i = 0; i < final_statuses.size(); ++i)
-    if (final_statuses[i] == status)
-      global().jobs_finished[i].fetch_add(1, std::memory_order_relaxed);
-}
-
 namespace {
 
 void header(std::ostream& out, const std::string& name, const char* type, const char* help) {
@@ -56,18 +50,47 @@ void write_histogram(std::ostream& out, const std::string& name, const char* hel
   out << name << "_count " << h.count() << '\n';
 }
 
+/// A counter with one label: one sample per label value, in `values`' order.
+template <size_t N>
+void write_labelled(std::ostream& out, const char* name, const char* help, const char* label,
+                    const std::array<std::string_view, N>& values,
+                    const std::array<std::atomic<uint64_t>, N>& counts) {
+  header(out, name, "counter", help);
+  for (size_t i = 0; i < N; ++i)
+    out << name << '{' << label << "=\"" << values[i] << "\"} " << counts[i].load() << '\n';
+}
+
+/// Adds one to the counter whose label value is `value` (none when unknown).
+template <size_t N>
+void count_labelled(const std::array<std::string_view, N>& values,
+                    std::array<std::atomic<uint64_t>, N>& counts, std::string_view value) {
+  for (size_t i = 0; i < N; ++i)
+    if (values[i] == value)
+      counts[i].fetch_add(1, std::memory_order_relaxed);
+}
+
 } // namespace
+
+void job_finished(std::string_view status) {
+  count_labelled(final_statuses, global().jobs_finished, status);
+}
+
+void cancel_request(std::string_view path) {
+  count_labelled(cancel_paths, global().cancel_requests, path);
+}
+
+void cluster_refused(std::string_view reason) {
+  count_labelled(refusal_reasons, global().cluster_refused, reason);
+}
 
 std::string render(const registry& r, const std::vector<sample>& extra) {
   std::ostringstream out;
   out.precision(15);
   header(out, "batchq_jobs_created_total", "counter", "Jobs created through this node's API.");
   out << "batchq_jobs_created_total " << r.jobs_created.load() << '\n';
-  header(out, "batchq_jobs_finished_total", "counter",
-         "Jobs that reached a final status on this node, by status.");
-  for (size_t i = 0; i < final_statuses.size(); ++i)
-    out << "batchq_jobs_finished_total{status=\"" << final_statuses[i] << "\"} "
-        << r.jobs_finished[i].load() << '\n';
+  write_labelled(out, "batchq_jobs_finished_total",
+                 "Jobs that reached a final status on this node, by status.", "status",
+                 final_statuses, r.jobs_finished);
   header(out, "batchq_running_statements", "gauge",
          "Statements running in PostgreSQL for this node now.");
   out << "batchq_running_statements " << r.running_statements.load() << '\n';
@@ -83,6 +106,13 @@ std::string render(const registry& r, const std::vector<sample>& extra) {
   header(out, "batchq_postgres_round_trips_total", "counter",
          "Statements sent to PostgreSQL by this node's job sessions (one round trip each).");
   out << "batchq_postgres_round_trips_total " << r.postgres_round_trips.load() << '\n';
+  write_labelled(out, "batchq_cancel_requests_total",
+                 "Cancels of pending or running jobs requested at this node, by how they were "
+                 "carried out.",
+                 "path", cancel_paths, r.cancel_requests);
+  write_labelled(out, "batchq_cluster_messages_refused_total",
+                 "Messages from other nodes refused by this node's cluster gate, by reason.",
+                 "reason", refusal_reasons, r.cluster_refused);
   for (const auto& s : extra) {
     header(out, s.name, s.type.c_str(), s.help.c_str());
     out << s.name << ' ' << s.value << '\n';

@@ -47,6 +47,18 @@ private:
 inline constexpr std::array<std::string_view, 4> final_statuses{"done", "failed", "cancelled",
                                                                 "unknown"};
 
+/// How a user's cancel of a running or pending job was carried out, on the
+/// node that took the request (label `path` of batchq_cancel_requests_total):
+/// pending in Redis, the local runner, another node's runner over the cluster
+/// link, or the pg_cancel_backend fallback.
+inline constexpr std::array<std::string_view, 4> cancel_paths{"pending", "local", "node",
+                                                              "backend"};
+
+/// Why a message from another node was refused (label `reason` of
+/// batchq_cluster_messages_refused_total; auth::verdict names).
+inline constexpr std::array<std::string_view, 5> refusal_reasons{
+  "missing_proof", "bad_proof", "stale", "replayed", "wrong_node"};
+
 struct registry {
   /// batchq_jobs_created_total
   std::atomic<uint64_t> jobs_created{0};
@@ -64,6 +76,10 @@ struct registry {
   /// batchq_postgres_round_trips_total: statements sent by job sessions
   /// (each waits for its results: one round trip).
   std::atomic<uint64_t> postgres_round_trips{0};
+  /// batchq_cancel_requests_total{path=...}, indexed like cancel_paths.
+  std::array<std::atomic<uint64_t>, cancel_paths.size()> cancel_requests{};
+  /// batchq_cluster_messages_refused_total{reason=...}, indexed like refusal_reasons.
+  std::array<std::atomic<uint64_t>, refusal_reasons.size()> cluster_refused{};
 };
 
 /// The process's registry.
@@ -71,6 +87,12 @@ registry& global();
 
 /// Counts a job that reached `status` (ignored unless it is a final status).
 void job_finished(std::string_view status);
+
+/// Counts a cancel carried out by `path` (one of cancel_paths).
+void cancel_request(std::string_view path);
+
+/// Counts a refused message from another node (`reason`: one of refusal_reasons).
+void cluster_refused(std::string_view reason);
 
 /// A sample computed at scrape time, e.g. {"batchq_queue_depth", "gauge",
 /// "Job ids waiting in users' queues (Redis).", 12}.

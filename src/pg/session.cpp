@@ -689,8 +689,12 @@ caf::expected<statement_result> session::execute(std::string_view job_id, std::s
   if (forget_timeout_after || may_change_timeout(sql))
     timeout_ms_.reset();
   if (ex.error) {
-    res.what = (token != nullptr && token->cancelled()) ? outcome::cancelled : outcome::failed;
     res.error = std::move(ex.error->err);
+    // A cancel is 57014 (query_canceled) with this job's own token fired, never
+    // a message text: any other error stands, even if the token fired meanwhile.
+    res.what = (token != nullptr && token->cancelled() && res.error.sqlstate == "57014")
+                 ? outcome::cancelled
+                 : outcome::failed;
     if (ex.timed_out && res.what == outcome::failed && res.error.sqlstate == "57014")
       res.error.message = "canceling statement due to statement timeout (" + std::to_string(timeout_ms)
                           + " ms, enforced by batchq)";

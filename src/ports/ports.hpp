@@ -49,6 +49,10 @@ public:
 
   /// The job's hash; empty when there is no such job.
   virtual caf::expected<field_pairs> read(const std::string& job_id) = 0;
+
+  /// Leaves the cancel mark of a running job (keys::cancel_mark, a day), or
+  /// whether it is there (`set` false). One round trip either way.
+  virtual caf::expected<bool> cancel_mark(const std::string& job_id, bool set) = 0;
 };
 
 /// The scheduler's cluster coordination, on a connection of its own (the
@@ -140,9 +144,10 @@ class node_directory {
 public:
   virtual ~node_directory() = default;
 
-  /// The canceller published by node `node_id`. Any error means "unreachable"
-  /// (the canceller then falls back to backend_cancel).
-  virtual caf::expected<canceller_actor> canceller_of(const std::string& node_id) = 0;
+  /// The cluster gate published by node `node_id` at its registered address.
+  /// Any error means "unreachable" (the canceller then falls back to
+  /// backend_cancel).
+  virtual caf::expected<cluster_gate_actor> gate_of(const std::string& node_id) = 0;
 };
 
 /// SPEC §5's fallback when the node running a job cannot be reached:

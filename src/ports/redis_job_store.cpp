@@ -101,13 +101,7 @@ caf::expected<pending_cancel> redis_job_store::cancel_pending(const std::string&
   pending_cancel out;
   out.cancelled = r->cancelled;
   out.status = std::move(r->status);
-  if (!out.cancelled && out.status == "running") {
-    auto node = client_.command({"HGET", redis::keys::job(job_id), "node"});
-    if (!node)
-      return std::move(node.error());
-    if (node->is_string())
-      out.node = std::move(node->str);
-  }
+  out.node = std::move(r->node);
   return out;
 }
 
@@ -118,6 +112,15 @@ caf::expected<field_pairs> redis_job_store::read(const std::string& job_id) {
   if (!*r)
     return field_pairs{};
   return to_pairs(**r);
+}
+
+caf::expected<bool> redis_job_store::cancel_mark(const std::string& job_id, bool set) {
+  auto key = redis::keys::cancel_mark(job_id);
+  auto r = set ? client_.command({"SET", key, "1", "EX", "86400"})
+               : client_.command({"EXISTS", key});
+  if (!r)
+    return std::move(r.error());
+  return set || (r->is_integer() && r->integer == 1);
 }
 
 } // namespace batchq::ports

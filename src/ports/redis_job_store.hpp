@@ -42,6 +42,8 @@ public:
   /// HGETALL, fields in name order; empty when there is no such job.
   caf::expected<field_pairs> read(const std::string& job_id) override;
 
+  caf::expected<bool> cancel_mark(const std::string& job_id, bool set) override;
+
   /// The connection's round-trip counter (tests, docs/round-trips.md).
   uint64_t round_trips() const noexcept { return client_.round_trips(); }
 

@@ -34,6 +34,10 @@ std::string limits_batch(std::string_view user) { return concat("limits:batch:",
 
 std::string role_keys(std::string_view user) { return concat("batchq:role_keys:", user); }
 
+std::string cancel_mark(std::string_view job_id) {
+  return concat("batchq:cancel_requested:", job_id);
+}
+
 std::string api_key(std::string_view user, std::string_view token) {
   std::string s = concat("api_keys:", user);
   s += ':';

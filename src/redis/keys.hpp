@@ -55,6 +55,10 @@ std::string limits_batch(std::string_view user);
 /// read instead of a SCAN (docs/redis-layout.md).
 std::string role_keys(std::string_view user);
 
+/// String `batchq:cancel_requested:{job_id}`: a user asked to cancel the job
+/// while it ran (job_cancel_pending.lua; expires after a day at least).
+std::string cancel_mark(std::string_view job_id);
+
 /// `text` with Redis glob metacharacters (`*`, `?`, `[`, `]`, `\`) escaped, for
 /// a SCAN MATCH pattern that must match it literally.
 std::string escape_glob(std::string_view text);

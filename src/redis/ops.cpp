@@ -148,7 +148,7 @@ caf::expected<cancel_outcome> cancel_pending_job(client& c, const std::string& j
   const auto& s = scripts::job_cancel_pending;
   auto r = run(c, s,
                {keys::job(job_id), keys::queue(user), str(keys::queue_index),
-                keys::wip_user(user), str(keys::wip_users)},
+                keys::wip_user(user), str(keys::wip_users), keys::cancel_mark(job_id)},
                args);
   if (!r)
     return std::move(r.error());
@@ -157,7 +157,11 @@ caf::expected<cancel_outcome> cancel_pending_job(client& c, const std::string& j
     out.cancelled = true;
   else if (r->is_string())
     out.status = std::move(r->str);
-  else
+  else if (r->is_array() && r->elements.size() == 2 && r->elements[0].is_string()
+           && r->elements[1].is_string()) {
+    out.status = std::move(r->elements[0].str);
+    out.node = std::move(r->elements[1].str);
+  } else
     return unexpected(s, *r);
   return out;
 }

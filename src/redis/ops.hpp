@@ -123,6 +123,8 @@ struct cancel_outcome {
   /// When !cancelled: the job's current status (the caller answers `Cannot set
   /// status from <status> to cancelled` or cancels the running statement).
   std::string status;
+  /// When running: the node that runs it (its `node` field; "" for none).
+  std::string node;
 };
 
 /// Not fenced, atomic: if the job is pending, writes `fields` (status

@@ -62,6 +62,8 @@ public:
   std::map<std::string, std::string> leases;
   /// batch:capacity:{host}: slot tokens.
   std::map<std::string, std::set<std::string>> slots;
+  /// batchq:cancel_requested:{id}: running jobs a user asked to cancel.
+  std::set<std::string> cancel_marks;
   /// TTL set on a job (by a final write or a pending cancel).
   std::map<std::string, int64_t> ttls;
   /// Users published (PUBLISH batch:users), in order.
@@ -173,6 +175,8 @@ public:
       before_cancel_pending();
     if (jobs.count(job_id) == 0 || get(job_id, "user") != user)
       return make_error(ec::job_not_found, "Job with id " + job_id + " not found");
+    if (get(job_id, "status") == "running")
+      cancel_marks.insert(job_id);
     if (get(job_id, "status") != "pending")
       return pending_cancel{false, get(job_id, "status"),
                             get(job_id, "status") == "running" ? get(job_id, "node") : ""};
@@ -188,6 +192,13 @@ public:
     calls.push_back({"read", {}, {}, job_id, std::nullopt});
     auto j = jobs.find(job_id);
     return j == jobs.end() ? field_pairs{} : j->second;
+  }
+
+  caf::expected<bool> cancel_mark(const std::string& job_id, bool set) override {
+    calls.push_back({set ? "mark_cancel" : "read_mark", {}, {}, job_id, std::nullopt});
+    if (set)
+      cancel_marks.insert(job_id);
+    return cancel_marks.count(job_id) == 1;
   }
 
 private:

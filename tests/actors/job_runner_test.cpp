@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,10 @@ struct status_log {
   /// Consulted for every request (index = its position in `entries`); a
   /// non-empty error is the answer.
   std::function<caf::error(size_t, const turn_request&)> refuse;
+  /// Jobs with the cancel mark (a user asked to cancel them while running).
+  std::set<std::string> cancel_marks;
+  /// Job ids whose mark was asked for.
+  std::vector<std::string> marks_asked;
 };
 
 status_actor::behavior_type mock_status(status_actor::pointer, std::shared_ptr<status_log> log) {
@@ -42,6 +47,10 @@ status_actor::behavior_type mock_status(status_actor::pointer, std::shared_ptr<s
     },
     [](cancel_atom, const std::string&, const std::string&) -> caf::result<pending_cancel> {
       return pending_cancel{};
+    },
+    [=](cancel_mark_atom, const std::string& id) -> caf::result<bool> {
+      log->marks_asked.push_back(id);
+      return log->cancel_marks.count(id) == 1;
     },
   };
 }
@@ -489,15 +498,30 @@ CAF_TEST(a progress write refused as changed aborts the job before the next stat
   CAF_CHECK_EQUAL(writes->entries.size(), 2u);
 }
 
-CAF_TEST(a statement stopped by a pg_cancel_backend from another node counts as a cancel) {
+CAF_TEST(a statement stopped by another nodes pg_cancel_backend for a users cancel is cancelled) {
+  auto t = ticket(R"({"query": ["STEP A", "STEP B"]})");
+  writes->cancel_marks.insert(t.job_id); // the Redis half of the user's cancel left it
+  // Any 57014 text: a cancel is known by the code and the mark, not by words.
+  sql->script->answers["STEP A"] = batchq::test::fake_answer::fail("57014", "annulation");
+  auto o = run_job(t);
+  CAF_CHECK_EQUAL(o.status, "cancelled");
+  CAF_CHECK_EQUAL(writes->marks_asked, strings{t.job_id});
+  auto j = stored(t);
+  CAF_CHECK_EQUAL(job::to_string(j.steps[0].status), std::string{"cancelled"});
+  CAF_CHECK_EQUAL(job::to_string(j.steps[1].status), std::string{"skipped"});
+}
+
+CAF_TEST(a 57014 that neither the token nor a users cancel caused fails the step) {
+  // E.g. an operator's pg_cancel_backend: the English text of a user's cancel
+  // is no longer taken for one.
   auto t = ticket(R"({"query": ["STEP A", "STEP B"]})");
   sql->script->answers["STEP A"] =
     batchq::test::fake_answer::fail("57014", "canceling statement due to user request");
   auto o = run_job(t);
-  CAF_CHECK_EQUAL(o.status, "cancelled");
-  auto j = stored(t);
-  CAF_CHECK_EQUAL(job::to_string(j.steps[0].status), std::string{"cancelled"});
-  CAF_CHECK_EQUAL(job::to_string(j.steps[1].status), std::string{"skipped"});
+  CAF_CHECK_EQUAL(o.status, "failed");
+  CAF_CHECK_EQUAL(writes->marks_asked, strings{t.job_id});
+  CAF_CHECK_EQUAL(stored(t).failed_reason.value_or(""),
+                  "canceling statement due to user request");
 }
 
 CAF_TEST(a statement timeout fails the step with the message of PostgreSQL) {

@@ -396,6 +396,21 @@ CAF_TEST(an orphan of a dead node is failed as lost only after its backends are 
   CAF_CHECK_EQUAL(status_of(b), "done");
 }
 
+CAF_TEST(an orphan its user asked to cancel ends cancelled rather than lost) {
+  auto a = add_job("A");
+  auto b = add_job("B");
+  orphan(a, "node-dead", "dead-token");
+  store->cancel_marks.insert(a); // the user's DELETE came while node-dead went
+  start(grant());
+  settle_timers();
+  CAF_CHECK_EQUAL(backends->stopped.front(), a);
+  CAF_CHECK_EQUAL(status_of(a), "cancelled");
+  CAF_CHECK_EQUAL(job::to_string(decoded(a).steps[0].status), std::string{"cancelled"});
+  CAF_CHECK(!decoded(a).failed_reason);
+  CAF_CHECK_EQUAL(sql->script->sqls(), strings{"B"});
+  CAF_CHECK_EQUAL(status_of(b), "done");
+}
+
 CAF_TEST(a simple job writes no progress: its claim started its step) {
   auto id = "j" + std::to_string(++next_id);
   auto req = job::parse_request(R"({"query": "S"})", "application/json", "");

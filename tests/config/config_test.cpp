@@ -1,5 +1,6 @@
 // The example configuration documents every key and loads cleanly; flags
 // override the file; bad values get a message naming the key.
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -61,6 +62,8 @@ TEST(Config, ExampleFileLoadsToTheDefaults) {
   EXPECT_EQ(s->batch_shutdown_grace, 10);
   EXPECT_EQ(s->cluster_node_id, batchq::default_node_id());
   EXPECT_EQ(s->cluster_port, 0);
+  EXPECT_EQ(s->cluster_bind, "127.0.0.1");
+  EXPECT_EQ(s->cluster_advertise, "127.0.0.1") << "the bind address";
   EXPECT_EQ(s->postgres_port, 5432);
 }
 
@@ -88,6 +91,39 @@ TEST(Config, BadValuesNameTheKey) {
   s = load({"--api.user-from-host=^[^.]+$"}, "");
   ASSERT_FALSE(s);
   EXPECT_EQ(batchq::message_of(s.error()), "api.user-from-host: needs a capture group for the user");
+}
+
+TEST(Config, ClusterKeysOfNodesOnSeveralHosts) {
+  unsetenv("BATCHQ_CLUSTER_SECRET");
+  auto s = load({"--cluster.bind=127.0.0.3"}, "");
+  ASSERT_TRUE(s) << batchq::message_of(s.error());
+  EXPECT_EQ(s->cluster_advertise, "127.0.0.3");
+  EXPECT_TRUE(s->cluster_secret.empty()) << "loopback needs no secret";
+
+  s = load({"--cluster.bind=10.0.0.7"}, "");
+  ASSERT_FALSE(s);
+  EXPECT_EQ(batchq::message_of(s.error()),
+            "cluster.secret: is required when cluster.bind (10.0.0.7) is not a loopback "
+            "address: the middleman port is unauthenticated (set cluster.secret or "
+            "BATCHQ_CLUSTER_SECRET)");
+  s = load({"--cluster.bind=0.0.0.0", "--cluster.secret=k"}, "");
+  ASSERT_FALSE(s);
+  EXPECT_EQ(batchq::message_of(s.error()),
+            "cluster.advertise: is required when cluster.bind is 0.0.0.0: other nodes need an "
+            "address to reach this one");
+  s = load({"--cluster.bind=0.0.0.0", "--cluster.advertise=10.0.0.7", "--cluster.secret=k"}, "");
+  ASSERT_TRUE(s) << batchq::message_of(s.error());
+  EXPECT_EQ(s->cluster_advertise, "10.0.0.7");
+  EXPECT_EQ(s->cluster_secret, "k");
+
+  setenv("BATCHQ_CLUSTER_SECRET", "from-env", 1);
+  s = load({"--cluster.bind=10.0.0.7"}, "");
+  unsetenv("BATCHQ_CLUSTER_SECRET");
+  ASSERT_TRUE(s) << batchq::message_of(s.error());
+  EXPECT_EQ(s->cluster_secret, "from-env");
+  s = load({"--cluster.secret=from-flag"}, "");
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->cluster_secret, "from-flag");
 }
 
 TEST(Config, UnknownFlagIsRefused) {

@@ -782,10 +782,17 @@ TEST_F(http_test, AWorkerOnlyNodeServesOnlyTheProbes) {
   EXPECT_EQ(a.status, 404) << a;
   EXPECT_EQ(a.error(), "Not found: POST " + jobs_path(user));
   EXPECT_EQ(get(*node, user, "abc").status, 404);
-  // The registry names its HTTP port.
-  auto port = acc.batch().command({"HGET", redis::keys::node(node->id()), "http_port"});
-  ASSERT_TRUE(port);
-  EXPECT_EQ(port->str, std::to_string(node->port()));
+  // The registry names its HTTP port. The node registers just after /ready
+  // turns true (node::start), so the test waits for the field.
+  std::string port;
+  EXPECT_TRUE(wait_until(
+    [&] {
+      auto r = acc.batch().command({"HGET", redis::keys::node(node->id()), "http_port"});
+      port = r ? r->str : "";
+      return !port.empty();
+    },
+    10s));
+  EXPECT_EQ(port, std::to_string(node->port()));
 }
 
 TEST_F(http_test, AnApiOnlyNodeTakesJobsThatAWorkerOnlyNodeRunsAndCancelsThere) {
@@ -812,6 +819,117 @@ TEST_F(http_test, AFullNodeIsReadyOnceItsWorkerListens) {
   auto ready = call(*node, "GET", "/ready");
   EXPECT_EQ(ready.status, 200) << ready;
   EXPECT_EQ(ready.doc, (json{{"status", "ready"}}));
+}
+
+// -- nodes on several hosts (SPEC §5 v2) ----------------------------------------------------
+// Two nodes on two loopback addresses with ONE cluster.port, as on two hosts:
+// a node that connected to "its" port on 127.0.0.1 would reach nobody (or
+// itself), so these pass only when each node listens on its cluster.bind,
+// registers it, and the other connects there.
+
+/// The node's registration, once it is there.
+std::map<std::string, std::string> registration(accounts& acc, const std::string& node_id) {
+  std::map<std::string, std::string> f;
+  wait_until(
+    [&] {
+      auto h = acc.batch().command({"HGETALL", redis::keys::node(node_id)});
+      f.clear();
+      if (h)
+        for (size_t i = 0; i + 1 < h->elements.size(); i += 2)
+          f[h->elements[i].str] = h->elements[i + 1].str;
+      return !f.empty();
+    },
+    10s);
+  return f;
+}
+
+/// An API node on 127.0.0.2 and a worker node on 127.0.0.3, one cluster port.
+struct two_hosts {
+  std::string port = std::to_string(free_port());
+  std::unique_ptr<api_node> api, worker;
+};
+
+two_hosts start_two_hosts(http_test& t, const std::string& api_secret,
+                          const std::string& worker_secret) {
+  two_hosts h;
+  h.api = t.start("--api-only", {"--cluster.bind=127.0.0.2", "--cluster.port=" + h.port,
+                                 "--cluster.secret=" + api_secret});
+  h.worker = t.start("--worker-only", {"--cluster.bind=127.0.0.3", "--cluster.port=" + h.port,
+                                       "--cluster.secret=" + worker_secret});
+  return h;
+}
+
+TEST_F(http_test, NodesOnTwoAddressesWithOneClusterPortCancelThroughTheGateWithTheSecret) {
+  const std::string secret = "batchq-test-secret-7f3a";
+  auto hosts = start_two_hosts(*this, secret, secret);
+  auto& api = hosts.api;
+  auto& worker = hosts.worker;
+  auto& port = hosts.port;
+  auto reg = registration(acc, worker->id());
+  EXPECT_EQ(reg["address"], "127.0.0.3");
+  EXPECT_EQ(reg["cluster_port"], port);
+  EXPECT_EQ(registration(acc, api->id())["address"], "127.0.0.2");
+
+  auto user = acc.create_user();
+  auto slow = create(*api, user, R"j({"query":"select pg_sleep(60)"})j");
+  ASSERT_TRUE(wait_statement(slow));
+  EXPECT_EQ(acc.job_hash(slow)["node"], worker->id());
+  auto t0 = clock::now();
+  auto d = del(*api, user, slow);
+  auto took = ms_since(t0);
+  EXPECT_EQ(d.status, 200) << d;
+  EXPECT_EQ(d.doc["status"], "cancelled") << d;
+  EXPECT_LT(took, 5000) << "through the gate, not after a connect timeout";
+  EXPECT_TRUE(wait_until([&] { return !db.statement_active(slow); }, 5s));
+
+  auto m = call(*api, "GET", "/metrics").body;
+  EXPECT_EQ(sample(m, R"(batchq_cancel_requests_total{path="node"})"), 1) << m;
+  EXPECT_EQ(sample(m, R"(batchq_cancel_requests_total{path="backend"})"), 0) << m;
+  auto w = call(*worker, "GET", "/metrics").body;
+  EXPECT_EQ(sample(w, R"(batchq_cluster_messages_refused_total{reason="bad_proof"})"), 0) << w;
+  EXPECT_EQ(sample(w, R"(batchq_cluster_messages_refused_total{reason="wrong_node"})"), 0) << w;
+
+  // The secret is in no log and in no Redis record.
+  EXPECT_EQ(api->log().find(secret), std::string::npos);
+  EXPECT_EQ(worker->log().find(secret), std::string::npos);
+  for (const auto& [k, v] : acc.job_hash(slow))
+    EXPECT_EQ(v.find(secret), std::string::npos) << k;
+  for (const auto& [k, v] : reg)
+    EXPECT_EQ(v.find(secret), std::string::npos) << k;
+}
+
+TEST_F(http_test, AGateRefusesAWrongSecretAndTheBackendFallbackStillRecordsTheCancel) {
+  auto hosts = start_two_hosts(*this, "not-the-secret", "the-secret");
+  auto& api = hosts.api;
+  auto& worker = hosts.worker;
+  auto user = acc.create_user();
+  auto slow = create(*api, user, R"j({"query":"select pg_sleep(60)"})j");
+  ASSERT_TRUE(wait_statement(slow));
+  auto d = del(*api, user, slow);
+  // The worker's runner sees 57014 from pg_cancel_backend and the cancel mark
+  // the Redis half left, and records the cancel; the answer waited for it.
+  EXPECT_EQ(d.status, 200) << d;
+  EXPECT_EQ(d.doc["status"], "cancelled") << d;
+  EXPECT_EQ(acc.status(slow), "cancelled");
+  EXPECT_TRUE(wait_until([&] { return !db.statement_active(slow); }, 5s));
+
+  auto m = call(*api, "GET", "/metrics").body;
+  EXPECT_EQ(sample(m, R"(batchq_cancel_requests_total{path="node"})"), 0) << m;
+  EXPECT_EQ(sample(m, R"(batchq_cancel_requests_total{path="backend"})"), 1) << m;
+  auto w = call(*worker, "GET", "/metrics").body;
+  EXPECT_EQ(sample(w, R"(batchq_cluster_messages_refused_total{reason="bad_proof"})"), 1) << w;
+  EXPECT_NE(worker->log().find("cluster message refused"), std::string::npos);
+}
+
+TEST_F(http_test, APendingCancelIsCountedAsSuch) {
+  auto api = start("--api-only");
+  auto user = acc.create_user();
+  auto id = create(*api, user, R"({"query":"select 1"})");
+  auto d = del(*api, user, id);
+  EXPECT_EQ(d.status, 200) << d;
+  auto m = call(*api, "GET", "/metrics").body;
+  EXPECT_EQ(sample(m, R"(batchq_cancel_requests_total{path="pending"})"), 1) << m;
+  EXPECT_EQ(sample(m, R"(batchq_cancel_requests_total{path="local"})"), 0) << m;
 }
 
 // -- metrics -------------------------------------------------------------------------------

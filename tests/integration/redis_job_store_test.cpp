@@ -474,11 +474,14 @@ TEST_F(redis_job_store_test, CancelPendingCancelsAPendingJobAndReportsARunningOn
   EXPECT_EQ(meter(count, {&redis::scripts::job_cancel_pending},
                   [&] { r = store.cancel_pending(running.job_id, user, upd.set, 600); })
               .value_or(2u),
-            2u)
-    << "the script, then HGET node";
+            1u)
+    << "the script answers the node too";
   ASSERT_TRUE(r) << message_of(r.error());
   EXPECT_EQ(*r, (pending_cancel{false, "running", "node-a"}));
   EXPECT_EQ(field(running.job_id, "status"), "running");
+  auto mark = rc.command({"TTL", redis::keys::cancel_mark(running.job_id)});
+  ASSERT_TRUE(mark);
+  EXPECT_GT(mark->integer, 86000) << "the cancel mark is left for the runner, for a day";
 
   auto other = store.cancel_pending(running.job_id, user + "_other", upd.set, 600);
   ASSERT_FALSE(other);

@@ -378,6 +378,7 @@ status_actor::behavior_type recording_status(status_actor::pointer,
       return turn_answer{};
     },
     [](cancel_atom, const std::string&, const std::string&) { return pending_cancel{}; },
+    [](cancel_mark_atom, const std::string&) { return false; },
   };
 }
 

@@ -218,6 +218,10 @@ TEST(RedisJobs, CancelPendingOfARunningJobReportsItsStatusAndChangesNothing) {
   EXPECT_FALSE(r->cancelled);
   EXPECT_EQ(r->status, "running");
   EXPECT_EQ(hash(u.c, id), before);
+  auto mark = u.c.command({"EXISTS", keys::cancel_mark(id)});
+  ASSERT_TRUE(mark);
+  EXPECT_EQ(mark->integer, 1) << "only the cancel mark is written";
+  u.c.command({"DEL", keys::cancel_mark(id)});
   EXPECT_EQ(ttl_of(u.c, keys::job(id)), -1);
   EXPECT_EQ(ids(wip_job_ids(u.c, u.name)), std::vector<std::string>{id});
 }

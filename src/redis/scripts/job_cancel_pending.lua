@@ -7,17 +7,28 @@
 -- KEYS[4]  batch:wip:user:{user}     list; the id is removed (a dequeued job that
 --                                    was never marked running)
 -- KEYS[5]  batch:wip:users           set; the user is removed when KEYS[4] is empty
+-- KEYS[6]  batchq:cancel_requested:{job_id}  string; set when the job is running
+--                                    (the cancel mark: a runner that sees its
+--                                    statement cancelled by another node's
+--                                    pg_cancel_backend knows it for a user's cancel)
 -- ARGV[1]  job_id
 -- ARGV[2]  user
 -- ARGV[3]  TTL in seconds (finished-jobs-ttl; <= 0: none)
 -- ARGV[4..] field, value, ... written when cancelling (status cancelled, steps skipped, ...)
 --
--- Returns: 1 when the job was pending and is now cancelled; otherwise the job's
---          current status as a string (nothing written).
+-- ARGV[ttl] also bounds the mark (at least a day: a job may run that long).
+--
+-- Returns: 1 when the job was pending and is now cancelled; {'running', node}
+--          when it runs (only the mark is written); otherwise the job's current
+--          status as a string (nothing written).
 -- Errors:  "JOB_NOT_FOUND <job_id>" (no hash, or another user's job).
-local cur = redis.call('HMGET', KEYS[1], 'user', 'status')
+local cur = redis.call('HMGET', KEYS[1], 'user', 'status', 'node')
 if cur[1] ~= ARGV[2] then
   return redis.error_reply('JOB_NOT_FOUND ' .. ARGV[1])
+end
+if cur[2] == 'running' then
+  redis.call('SET', KEYS[6], '1', 'EX', math.max(tonumber(ARGV[3]), 86400))
+  return {'running', cur[3] or ''}
 end
 if cur[2] ~= 'pending' then
   return cur[2] or ''
