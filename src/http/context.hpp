@@ -17,6 +17,7 @@
 #include "src/config/settings.hpp"
 #include "src/http/redis_pool.hpp"
 #include "src/http/server.hpp"
+#include "src/http/final_watch.hpp"
 #include "src/http/user_gate.hpp"
 
 namespace batchq::http {
@@ -33,6 +34,8 @@ struct context {
   redis_pool meta;
   /// Per-user caps on requests in flight and long-polls (429 past them).
   user_gate gate{server::max_requests_per_user, server::max_waits_per_user};
+  /// What long-polls wait on (set when the job routes are served).
+  std::unique_ptr<final_watch> finals;
 
   /// True when batchq:role_keys:{user} should be written for (role, token):
   /// this node has not written it within the last minute (auth.cpp).
@@ -41,9 +44,7 @@ struct context {
   void role_key_written(const std::string& user, const std::string& role,
                         const std::string& token);
 
-  /// Sleeps up to `d`; returns false at once (and early) when the server stops.
-  bool sleep_for(std::chrono::milliseconds d);
-  /// Wakes every sleeper; sleep_for returns false from now on.
+  /// The server stops: long-polls answer now (stopping() is true from now on).
   void stop();
   bool stopping() const noexcept { return stopping_.load(); }
 
@@ -54,8 +55,6 @@ private:
            std::pair<std::string, std::chrono::steady_clock::time_point>>
     role_keys_written_; // guarded by role_keys_mtx_
   std::atomic<bool> stopping_{false};
-  std::mutex mtx_;
-  std::condition_variable cv_;
 };
 
 } // namespace batchq::http

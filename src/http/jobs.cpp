@@ -228,26 +228,29 @@ void get_job(context& ctx, const httplib::Request& req, httplib::Response& res,
                               + " ?wait= at once); retry when one has been answered");
       return;
     }
-    // Long-poll: HGET status every 50 ms for the first 2 s, then every 100 ms
-    // (docs/http-api.md "Waiting"); no connection is held while sleeping.
-    auto start = steady_clock::now();
-    auto deadline = start + wait;
+    // Long-poll (docs/http-api.md "Waiting"): sleep until the job's id is
+    // announced final on batchq:jobs:final, reading its status only then, every
+    // final_watch::safety_poll anyway, and every 100 ms while the subscription
+    // is down. The first read after registering closes the gap since the read
+    // above. No Redis connection is held while sleeping.
+    auto interest = ctx.finals->watch(job_id);
+    auto deadline = steady_clock::now() + wait;
     for (;;) {
-      auto now = steady_clock::now();
-      if (now >= deadline)
-        break;
-      auto step = now - start < seconds{2} ? milliseconds{50} : milliseconds{100};
-      auto left = duration_cast<milliseconds>(deadline - now);
-      if (!ctx.sleep_for(std::min(step, left)))
-        break; // the server stops: answer with the job as it is
-      auto c = ctx.batch.checkout();
-      auto r = c->command({"HGET", redis::keys::job(job_id), "status"});
-      if (!r) {
-        write_error(res, r.error());
-        return;
+      {
+        auto c = ctx.batch.checkout();
+        auto r = c->command({"HGET", redis::keys::job(job_id), "status"});
+        if (!r) {
+          write_error(res, r.error());
+          return;
+        }
+        if (r->is_nil() || is_final_status(r->str))
+          break; // final (or gone: the read below answers 404)
       }
-      if (r->is_nil() || is_final_status(r->str))
-        break; // final (or gone: the read below answers 404)
+      auto now = steady_clock::now();
+      if (now >= deadline || ctx.stopping())
+        break; // out of time, or the server stops: the job as it is
+      auto step = ctx.finals->connected() ? final_watch::safety_poll : milliseconds{100};
+      interest->wait(std::min(step, duration_cast<milliseconds>(deadline - now)));
     }
     fields = read_own_job(ctx, res, job_id, who.user);
     if (!fields)

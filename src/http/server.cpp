@@ -37,12 +37,6 @@ context::context(settings s, node_hooks h)
     meta(redis::endpoint{cfg.redis_host, cfg.redis_port, redis::metadata_db}, api_backoff) {
 }
 
-bool context::sleep_for(std::chrono::milliseconds d) {
-  std::unique_lock<std::mutex> guard{mtx_};
-  cv_.wait_for(guard, d, [this] { return stopping_.load(); });
-  return !stopping_.load();
-}
-
 bool context::role_key_due(const std::string& user, const std::string& role,
                            const std::string& token) {
   std::lock_guard<std::mutex> guard{role_keys_mtx_};
@@ -62,11 +56,9 @@ void context::role_key_written(const std::string& user, const std::string& role,
 }
 
 void context::stop() {
-  {
-    std::lock_guard<std::mutex> guard{mtx_};
-    stopping_ = true;
-  }
-  cv_.notify_all();
+  stopping_ = true;
+  if (finals)
+    finals->stop();
 }
 
 // -- routes -----------------------------------------------------------------------
@@ -321,10 +313,23 @@ struct server::impl {
     });
     svr.Get("/ready", [this](const httplib::Request&, httplib::Response& res) { ready(res); });
     svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-      res.set_content(metrics::render(metrics::global(), redis_samples(ctx)), metrics_type);
+      auto extra = redis_samples(ctx);
+      if (ctx.finals) {
+        extra.push_back({"batchq_long_poll_subscribed", "gauge",
+                         "Whether the API's long-polls are subscribed to batchq:jobs:final"
+                         " (else they read their job every 100 ms).",
+                         ctx.finals->connected() ? 1.0 : 0.0});
+        extra.push_back({"batchq_long_polls_waiting", "gauge",
+                         "GET ?wait= requests waiting for their job on this node.",
+                         static_cast<double>(ctx.finals->waiting())});
+      }
+      res.set_content(metrics::render(metrics::global(), extra), metrics_type);
     });
     if (which != routes::all)
       return;
+    ctx.finals = std::make_unique<final_watch>(
+      redis::endpoint{ctx.cfg.redis_host, ctx.cfg.redis_port, ctx.cfg.redis_db},
+      ctx.cfg.cluster_node_id);
 
     svr.Post(job_collection,
              body_route([this](auto& req, std::string_view body, auto& res, const caller& who) {

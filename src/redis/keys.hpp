@@ -22,6 +22,10 @@ inline constexpr std::string_view queue_index = "batch:indexes:queue";
 inline constexpr std::string_view wip_users = "batch:wip:users";
 /// Pub/sub channel; message = a username, published after every enqueue.
 inline constexpr std::string_view users_channel = "batch:users";
+/// Pub/sub channel (batchq's own); message = a job id, published by turn.lua
+/// and job_cancel_pending.lua (the same literal) when the job became final:
+/// the API's long-polls wait for it instead of polling the job.
+inline constexpr std::string_view jobs_final_channel = "batchq:jobs:final";
 
 /// Hash `batch:jobs:{job_id}`.
 std::string job(std::string_view job_id);

@@ -36,7 +36,8 @@ subscription::~subscription() {
 }
 
 caf::expected<std::unique_ptr<subscription>>
-subscription::open(const endpoint& ep, const std::vector<std::string>& channels) {
+subscription::open(const endpoint& ep, const std::vector<std::string>& channels,
+                   const std::string& client_name) {
   if (channels.empty())
     return make_error(ec::redis_error, "SUBSCRIBE needs at least one channel");
   timeval tv;
@@ -55,9 +56,17 @@ subscription::open(const endpoint& ep, const std::vector<std::string>& channels)
     lens.push_back(ch.size());
   }
   sigpipe_guard guard;
+  size_t replies = channels.size();
+  if (!client_name.empty()) {
+    const char* name_argv[] = {"CLIENT", "SETNAME", client_name.c_str()};
+    size_t name_lens[] = {6, 7, client_name.size()};
+    redisAppendCommandArgv(c, 3, name_argv, name_lens);
+    ++replies; // +OK
+  }
   redisAppendCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data());
-  // One confirmation per channel: ["subscribe", channel, count].
-  for (size_t i = 0; i < channels.size(); ++i) {
+  // (+OK of CLIENT SETNAME, then) one confirmation per channel:
+  // ["subscribe", channel, count].
+  for (size_t i = 0; i < replies; ++i) {
     reply_ptr r;
     if (redisGetReply(c, &r.p) != REDIS_OK || r.p == nullptr)
       return make_error(ec::redis_unavailable, where(ep) + " is unavailable: " + c->errstr);

@@ -31,10 +31,13 @@ struct pubsub_message {
 
 class subscription {
 public:
-  /// Connects to `ep` and subscribes to `channels`.
+  /// Connects to `ep` and subscribes to `channels`; a non-empty `client_name`
+  /// (no spaces) is set first with CLIENT SETNAME, in the same round trip, so
+  /// that CLIENT LIST names the connection.
   /// REQUIRES: !channels.empty(). Errors: redis_unavailable, redis_error.
   static caf::expected<std::unique_ptr<subscription>>
-  open(const endpoint& ep, const std::vector<std::string>& channels);
+  open(const endpoint& ep, const std::vector<std::string>& channels,
+       const std::string& client_name = {});
 
   ~subscription();
   subscription(const subscription&) = delete;

@@ -57,6 +57,11 @@ struct http_test : ::testing::Test {
   accounts acc;
   test::serve::sql db;
 
+  // One sample of the node's /metrics.
+  double scrape(const api_node& n, const std::string& name) {
+    return sample(call(n, "GET", "/metrics").body, name);
+  }
+
   std::unique_ptr<api_node> start(const std::string& mode = "",
                                   std::vector<std::string> extra = {}) {
     auto n = std::make_unique<api_node>(mode, std::move(extra));
@@ -89,6 +94,27 @@ struct http_test : ::testing::Test {
 
   answer del(const api_node& n, const std::string& user, const std::string& id) {
     return call(n, "DELETE", job_path(user, id), "", "", bearer(acc.key(user)));
+  }
+
+  /// A `?wait=20` long-poll on its own thread; `finish(t)` joins it and
+  /// returns its answer and how many ms after `t` it came.
+  struct background_wait {
+    answer result;
+    clock::time_point answered;
+    std::thread thread;
+    std::pair<answer, int64_t> finish(clock::time_point t) {
+      thread.join();
+      return {result, std::chrono::duration_cast<std::chrono::milliseconds>(answered - t).count()};
+    }
+  };
+  std::unique_ptr<background_wait> wait_in_background(const api_node& n, const std::string& user,
+                                                      const std::string& id) {
+    auto w = std::make_unique<background_wait>();
+    w->thread = std::thread{[this, &n, user, id, raw = w.get()] {
+      raw->result = get(n, user, id, "?wait=20");
+      raw->answered = clock::now();
+    }};
+    return w;
   }
 
   /// Long-polls until the job is final (at most `timeout`); the last answer.
@@ -664,6 +690,72 @@ TEST_F(http_test, WaitAnswersThePendingJobWhenTheTimeRunsOut) {
             "wait must be a number of seconds from 0 to 60 (fractions allowed), got 'soon'");
 }
 
+TEST_F(http_test, AWaitingRequestSleepsUntilItsJobIsAnnouncedFinalInsteadOfPolling) {
+  auto node = start("--api-only");
+  auto user = acc.create_user();
+  auto id = create(*node, user, R"({"query":"select 1"})");
+  ASSERT_TRUE(wait_until([&] { return scrape(*node, "batchq_long_poll_subscribed") == 1; }, 10s))
+    << "the long-polls never subscribed to " << redis::keys::jobs_final_channel;
+
+  // An idle 3 s wait on a pending job: auth, HGETALL, the first HGET, one or
+  // two safety reads (every 2 s), the closing HGETALL, the two of the second
+  // scrape, and what the node's own actors did meanwhile (registry renewals):
+  // 8-10 measured. Polling every 50 ms cost about 60.
+  auto before = scrape(*node, "batchq_redis_round_trips_total");
+  auto idle = get(*node, user, id, "?wait=3");
+  auto spent = scrape(*node, "batchq_redis_round_trips_total") - before;
+  ASSERT_EQ(idle.status, 200) << idle;
+  EXPECT_EQ(idle.doc["status"], "pending");
+  EXPECT_LE(spent, 20) << "the idle wait read Redis " << spent << " times";
+
+  // The cancel's write wakes a waiting request at once, long before its next
+  // safety read (2 s after it began waiting).
+  auto waiter = wait_in_background(*node, user, id);
+  EXPECT_TRUE(wait_until([&] { return scrape(*node, "batchq_long_polls_waiting") == 1; }, 10s));
+  auto cancelled_at = clock::now();
+  auto d = del(*node, user, id);
+  auto [waited, woke] = waiter->finish(cancelled_at);
+  EXPECT_EQ(d.status, 200) << d;
+  ASSERT_EQ(waited.status, 200) << waited;
+  EXPECT_EQ(waited.doc["status"], "cancelled") << waited;
+  EXPECT_LT(woke, 1000) << "the waiting request answered " << woke << " ms after the cancel";
+  EXPECT_EQ(scrape(*node, "batchq_long_polls_waiting"), 0);
+}
+
+TEST_F(http_test, AWaitingRequestOutlivesAKilledSubscriptionAndIsWokenAfterTheResubscribe) {
+  auto node = start("--api-only");
+  auto user = acc.create_user();
+  auto id = create(*node, user, R"({"query":"select 1"})");
+  // The id of the node's long-poll subscription in CLIENT LIST ("" if none).
+  auto subscription_id = [&] {
+    auto list = acc.batch().command({"CLIENT", "LIST", "TYPE", "pubsub"});
+    std::istringstream in{list ? list->str : std::string{}};
+    std::string line;
+    while (std::getline(in, line))
+      if (line.find(" name=batchq-finals:" + node->id() + " ") != std::string::npos)
+        return line.substr(3, line.find(' ') - 3); // "id=<n> addr=..."
+    return std::string{};
+  };
+  std::string first;
+  ASSERT_TRUE(wait_until([&] { return !(first = subscription_id()).empty(); }, 10s));
+
+  auto waiter = wait_in_background(*node, user, id);
+  EXPECT_TRUE(wait_until([&] { return scrape(*node, "batchq_long_polls_waiting") == 1; }, 10s));
+  acc.batch().command({"CLIENT", "KILL", "ID", first});
+  std::string second;
+  EXPECT_TRUE(wait_until([&] {
+    second = subscription_id();
+    return !second.empty() && second != first && scrape(*node, "batchq_long_poll_subscribed") == 1;
+  }, 10s)) << "the subscription did not come back";
+  EXPECT_EQ(scrape(*node, "batchq_long_polls_waiting"), 1) << "the kill ended the wait";
+  auto cancelled_at = clock::now();
+  EXPECT_EQ(del(*node, user, id).status, 200);
+  auto [waited, woke] = waiter->finish(cancelled_at);
+  ASSERT_EQ(waited.status, 200) << waited;
+  EXPECT_EQ(waited.doc["status"], "cancelled") << waited;
+  EXPECT_LT(woke, 1000) << "answered " << woke << " ms after the cancel";
+}
+
 TEST_F(http_test, ARepeatedIdempotencyKeyAnswers200WithTheOriginalJobAndCreatesNothing) {
   auto node = start("--api-only");
   auto user = acc.create_user();
@@ -708,8 +800,10 @@ TEST_F(http_test, AStoppingNodeAnswersAWaitingRequestAtOnceAndExitsCleanly) {
   answer waited;
   auto t0 = clock::now();
   std::thread waiter{[&] { waited = get(*node, user, id, "?wait=60"); }};
-  // The request is in its wait once it has polled a few times; then stop.
-  std::this_thread::sleep_for(300ms);
+  // Stop once the request waits.
+  EXPECT_TRUE(wait_until(
+    [&] { return scrape(*node, "batchq_long_polls_waiting") == 1; },
+    10s));
   EXPECT_EQ(node->stop(), 0) << node->log();
   waiter.join();
   EXPECT_LT(ms_since(t0), 10000) << "the wait held the shutdown";

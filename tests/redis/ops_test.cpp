@@ -197,9 +197,18 @@ TEST(RedisJobs, QueueLimitHoldsUnderConcurrentCreates) {
 TEST(RedisJobs, CancelPendingCancelsAQueuedJob) {
   scoped_user u{"rt_cancel"};
   auto id = create(u);
+  auto sub = subscription::open(test_endpoint(), {std::string{keys::jobs_final_channel}});
+  ASSERT_TRUE(sub) << message_of(sub.error());
   auto r = cancel_pending_job(u.c, id, u.name, {{"status", "cancelled"}}, 100);
   ASSERT_TRUE(r) << message_of(r.error());
   EXPECT_TRUE(r->cancelled);
+  // The API's long-polls on the job hear it (other tests publish here too).
+  bool heard = false;
+  for (int i = 0; i < 50 && !heard; ++i) {
+    auto m = (*sub)->next(200ms);
+    heard = m && *m && (*m)->payload == id;
+  }
+  EXPECT_TRUE(heard) << "the cancel was not published on " << keys::jobs_final_channel;
   EXPECT_EQ(hash(u.c, id)["status"], "cancelled");
   EXPECT_TRUE(ids(queued_job_ids(u.c, u.name)).empty());
   EXPECT_FALSE(is_member(u.c, index_key, u.name));

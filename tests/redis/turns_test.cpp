@@ -168,10 +168,20 @@ TEST_F(turn_fixture, NothingQueuedIsEmptyTakesNothingAndLeavesTheQueueIndex) {
 TEST_F(turn_fixture, AFinalWriteAndTheNextClaimAreOneRoundTrip) {
   create(2);
   step(args("t1", turn_part::next));
+  auto sub = subscription::open(test_endpoint(), {std::string{keys::jobs_final_channel}});
+  ASSERT_TRUE(sub) << message_of(sub.error());
   auto a = args("t1", turn_part::next);
   a.write = final_write(ids[0], "t1");
   turn_reply r;
   EXPECT_EQ(cost([&] { r = step(a); }), 1u);
+  // The final write announces the job to the API's long-polls (other tests
+  // publish on the channel too).
+  bool heard = false;
+  for (int i = 0; i < 50 && !heard; ++i) {
+    auto m = (*sub)->next(200ms);
+    heard = m && *m && (*m)->payload == ids[0];
+  }
+  EXPECT_TRUE(heard) << "the final write was not published on " << keys::jobs_final_channel;
   EXPECT_EQ(r.write, turn_reply::written::yes);
   ASSERT_EQ(r.what, outcome::job);
   EXPECT_EQ(r.jobs[0].job_id, ids[1]);

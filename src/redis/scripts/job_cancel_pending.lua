@@ -18,6 +18,8 @@
 --
 -- ARGV[ttl] also bounds the mark (at least a day: a job may run that long).
 --
+-- A cancelled job's id is PUBLISHed on batchq:jobs:final.
+--
 -- Returns: 1 when the job was pending and is now cancelled; {'running', node}
 --          when it runs (only the mark is written); otherwise the job's current
 --          status as a string (nothing written).
@@ -51,4 +53,6 @@ local ttl = tonumber(ARGV[3])
 if ttl > 0 then
   redis.call('EXPIRE', KEYS[1], ttl)
 end
+-- Wakes the API's long-polls on this job (keys::jobs_final_channel).
+redis.call('PUBLISH', 'batchq:jobs:final', ARGV[1])
 return 1

@@ -6,8 +6,8 @@
 --   1. WRITE one job (ARGV[9] not ""): fenced by the lease and a
 --      compare-and-set on the job's status AND its `claim` (the lease token of
 --      the turn that claimed it). kind "progress" sets fields (a step started
---      or ended, the job stays running); "final" also sets the TTL and takes
---      the id out of work in progress; "requeue" writes the job back to
+--      or ended, the job stays running); "final" also sets the TTL, takes
+--      the id out of work in progress and PUBLISHes it on batchq:jobs:final; "requeue" writes the job back to
 --      pending at the head of its queue ("run next") and out of work in
 --      progress. Every write sets claim := this turn's token. A write whose
 --      status changes (final, requeue) and that finds the job already in the
@@ -135,6 +135,8 @@ if job_id ~= '' then
     end
     redis.call('HSET', key, 'claim', token)
     if kind == 'final' then
+      -- Wakes the API's long-polls on this job (keys::jobs_final_channel).
+      redis.call('PUBLISH', 'batchq:jobs:final', job_id)
       local secs = tonumber(ARGV[14])
       if secs and secs > 0 then
         redis.call('EXPIRE', key, secs)
