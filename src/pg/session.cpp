@@ -438,13 +438,26 @@ constexpr const char* reset_sql =
   "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; UNLISTEN *; "
   "SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD SEQUENCES; DISCARD TEMP";
 
+// How the rows of a statement are read.
+enum class rows_mode {
+  /// Each result whole (batchq's own statements: a row or none).
+  whole,
+  /// One row at a time (a job's statements): libpq never holds more than one
+  /// row of any of the string's results, however many the statement returns.
+  single,
+};
+
 // Sends `sql` and reads every result. Never throws.
 exchange round_trip(PGconn* c, const std::shared_ptr<cancel_flight>& flight,
                     const std::string& sql, const std::vector<std::string>* params,
                     const cancel_token* token, bool want_value, result_bounds bounds,
-                    std::chrono::milliseconds grace) {
+                    std::chrono::milliseconds grace, rows_mode mode = rows_mode::whole) {
   if (!send_statement(c, sql, params))
     return lost_exchange(c, exchange{}, "could not send the statement");
+  // Cannot fail right after a successful send (the only time it may be set);
+  // the statement then still runs, its rows read whole.
+  if (mode == rows_mode::single)
+    PQsetSingleRowMode(c);
   return read_results(c, flight, token, bounds, want_value, grace);
 }
 
@@ -683,7 +696,8 @@ caf::expected<statement_result> session::execute(std::string_view job_id, std::s
   text += prefix;
   text += sql;
   auto ex = round_trip(c, impl_->flight, text, nullptr, token, false,
-                       bounds_for(timeout_ms, opts_.result_grace), opts_.result_grace);
+                       bounds_for(timeout_ms, opts_.result_grace), opts_.result_grace,
+                       rows_mode::single);
   if (ex.lost)
     return lost(ex);
   if (forget_timeout_after || may_change_timeout(sql))

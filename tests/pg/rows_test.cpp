@@ -1,0 +1,167 @@
+// Kept results against a real PostgreSQL (SPEC §11): rows read in text form
+// through libpq render as the same CSV that PostgreSQL's own
+// `COPY (...) TO STDOUT (FORMAT csv, HEADER)` writes, and as the JSON values
+// SPEC §11 gives for each type.
+#include "src/job/rows.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/support/test_env.hpp"
+
+namespace batchq::job {
+namespace {
+
+using conn_ptr = std::unique_ptr<PGconn, decltype(&PQfinish)>;
+using result_ptr = std::unique_ptr<PGresult, decltype(&PQclear)>;
+
+/// One query's result as the results route keeps it.
+struct kept {
+  std::vector<result_column> columns;
+  std::vector<result_row> rows;
+};
+
+struct pg_rows : ::testing::Test {
+  conn_ptr conn{PQconnectdb(batchq::test::pg_conninfo().c_str()), &PQfinish};
+
+  void SetUp() override {
+    ASSERT_EQ(PQstatus(conn.get()), CONNECTION_OK) << PQerrorMessage(conn.get());
+  }
+
+  kept run(const std::string& sql) {
+    result_ptr r{PQexec(conn.get(), sql.c_str()), &PQclear};
+    kept out;
+    EXPECT_EQ(PQresultStatus(r.get()), PGRES_TUPLES_OK) << PQresultErrorMessage(r.get());
+    for (int c = 0; c < PQnfields(r.get()); ++c)
+      out.columns.push_back({PQfname(r.get(), c), PQftype(r.get(), c), ""});
+    for (int i = 0; i < PQntuples(r.get()); ++i) {
+      result_row row;
+      for (int c = 0; c < PQnfields(r.get()); ++c) {
+        if (PQgetisnull(r.get(), i, c))
+          row.emplace_back(std::nullopt);
+        else
+          row.emplace_back(std::string{PQgetvalue(r.get(), i, c),
+                                       static_cast<size_t>(PQgetlength(r.get(), i, c))});
+      }
+      out.rows.push_back(std::move(row));
+    }
+    return out;
+  }
+
+  /// What `COPY (sql) TO STDOUT (FORMAT csv, HEADER)` writes.
+  std::string copy_csv(const std::string& sql) {
+    auto copy = "COPY (" + sql + ") TO STDOUT (FORMAT csv, HEADER)";
+    result_ptr r{PQexec(conn.get(), copy.c_str()), &PQclear};
+    EXPECT_EQ(PQresultStatus(r.get()), PGRES_COPY_OUT) << PQresultErrorMessage(r.get());
+    std::string out;
+    char* buf = nullptr;
+    int n;
+    while ((n = PQgetCopyData(conn.get(), &buf, 0)) > 0) {
+      out.append(buf, static_cast<size_t>(n));
+      PQfreemem(buf);
+    }
+    result_ptr end{PQgetResult(conn.get()), &PQclear};
+    EXPECT_EQ(PQresultStatus(end.get()), PGRES_COMMAND_OK);
+    while (PGresult* rest = PQgetResult(conn.get()))
+      PQclear(rest);
+    return out;
+  }
+
+  /// The result rendered as CSV, the way the results route streams it.
+  std::string our_csv(const std::string& sql) {
+    auto k = run(sql);
+    auto out = csv_header(k.columns);
+    for (const auto& row : k.rows) {
+      auto stored = encode_row(row); // through the stored form, as served
+      auto back = decode_row(stored);
+      EXPECT_TRUE(back.has_value()) << stored;
+      if (back)
+        append_csv_row(out, *back);
+    }
+    return out;
+  }
+
+  /// The first row rendered as a JSON array of typed values.
+  nlohmann::json first_row_json(const std::string& sql) {
+    auto k = run(sql);
+    EXPECT_FALSE(k.rows.empty()) << sql;
+    if (k.rows.empty())
+      return {};
+    std::string out = "[";
+    for (size_t c = 0; c < k.columns.size(); ++c) {
+      if (c > 0)
+        out += ',';
+      append_json_value(out, k.columns[c].type_oid, k.rows[0][c]);
+    }
+    out += ']';
+    EXPECT_TRUE(nlohmann::json::accept(out)) << out;
+    return nlohmann::json::parse(out, nullptr, false);
+  }
+};
+
+TEST_F(pg_rows, CsvOfAwkwardTextIsByteForByteWhatCopyWrites) {
+  const std::string sql =
+    "SELECT * FROM (VALUES (1, 'plain', NULL::text), (2, '', 'a,b'), "
+    "(3, 'say \"hi\"', E'two\\nlines'), (4, E'cr\\rhere', ' spaced '), "
+    "(5, 'üñî€ 日本', E'back\\\\slash'), (6, '\\.', 'it''s')) AS t(\"id\", \"a,b\", \"c\"\"q\")";
+  EXPECT_EQ(our_csv(sql), copy_csv(sql));
+}
+
+TEST_F(pg_rows, CsvOfEveryTypeIsWhatCopyWrites) {
+  const std::string sql =
+    "SELECT 1::int2 AS i2, 2147483647::int4 AS i4, 9223372036854775807::int8 AS i8, "
+    "1.5::float4 AS f4, 'NaN'::float8 AS f8, 123.4500::numeric AS n, true AS b, "
+    "'{\"a\": [1, 2]}'::json AS j, '{\"b\": null}'::jsonb AS jb, ARRAY[1, NULL, 3] AS arr, "
+    "ARRAY['x,y', 'q\"'] AS tarr, '2026-12-03 07:00:00+00'::timestamptz AS ts, "
+    "'2026-12-03'::date AS d, '\\x00ff'::bytea AS by, NULL::int4 AS nul";
+  EXPECT_EQ(our_csv(sql), copy_csv(sql));
+}
+
+TEST_F(pg_rows, CsvOfAOneColumnResultQuotesTheEndOfDataMarkerAsCopyDoes) {
+  const std::string sql = "SELECT x FROM (VALUES ('\\.'), (''), (NULL)) AS t(x)";
+  EXPECT_EQ(our_csv(sql), copy_csv(sql));
+}
+
+TEST_F(pg_rows, CsvOfThousandsOfRowsIsWhatCopyWrites) {
+  const std::string sql =
+    "SELECT g, md5(g::text) || CASE WHEN g % 7 = 0 THEN ',\"' ELSE '' END AS h, "
+    "CASE WHEN g % 5 = 0 THEN NULL ELSE g * 1.5 END AS x FROM generate_series(1, 5000) g";
+  EXPECT_EQ(our_csv(sql), copy_csv(sql));
+}
+
+TEST_F(pg_rows, EachTypeBecomesTheJsonValueTheSpecGives) {
+  auto row = first_row_json(
+    "SELECT (-32768)::int2, 2147483647::int4, 9007199254740992::int8, 9007199254740993::int8, "
+    "(-9223372036854775808)::int8, 1.5::float4, 0.1::float8, 'NaN'::float8, "
+    "'-Infinity'::float8, 123.4500::numeric, true, false, '{\"a\": [1, 2.5]}'::json, "
+    "'{\"b\": null, \"a\": 1}'::jsonb, E'q\"uote,comma\\nline ü', NULL::int4, "
+    "ARRAY[1, NULL, 3], '2026-12-03 07:00:00+00'::timestamptz");
+  ASSERT_TRUE(row.is_array()) << row;
+  ASSERT_EQ(row.size(), 18u) << row;
+  EXPECT_EQ(row[0], -32768);
+  EXPECT_EQ(row[1], 2147483647);
+  EXPECT_EQ(row[2], 9007199254740992LL);
+  EXPECT_EQ(row[3], "9007199254740993");
+  EXPECT_EQ(row[4], "-9223372036854775808");
+  EXPECT_EQ(row[5], 1.5);
+  EXPECT_EQ(row[6], 0.1);
+  EXPECT_EQ(row[7], "NaN");
+  EXPECT_EQ(row[8], "-Infinity");
+  EXPECT_EQ(row[9], "123.4500");
+  EXPECT_EQ(row[10], true);
+  EXPECT_EQ(row[11], false);
+  EXPECT_EQ(row[12], nlohmann::json::parse(R"({"a": [1, 2.5]})"));
+  EXPECT_EQ(row[13], nlohmann::json::parse(R"({"a": 1, "b": null})"));
+  EXPECT_EQ(row[14], "q\"uote,comma\nline ü");
+  EXPECT_TRUE(row[15].is_null());
+  EXPECT_EQ(row[16], "{1,NULL,3}");
+  EXPECT_TRUE(row[17].is_string()) << row[17];
+}
+
+} // namespace
+} // namespace batchq::job
