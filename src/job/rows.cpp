@@ -86,6 +86,33 @@ void append_csv_field(std::string& out, const std::string& x, bool only_column) 
 
 } // namespace
 
+const std::vector<std::pair<uint32_t, std::string_view>>& builtin_types() {
+  // src/include/catalog/pg_type.dat; OIDs below 10000 never change.
+  static const std::vector<std::pair<uint32_t, std::string_view>> table{
+    {16, "bool"},       {17, "bytea"},         {18, "char"},       {19, "name"},
+    {20, "int8"},       {21, "int2"},          {23, "int4"},       {25, "text"},
+    {26, "oid"},        {114, "json"},         {142, "xml"},       {650, "cidr"},
+    {700, "float4"},    {701, "float8"},       {790, "money"},     {829, "macaddr"},
+    {869, "inet"},      {1042, "bpchar"},      {1043, "varchar"},  {1082, "date"},
+    {1083, "time"},     {1114, "timestamp"},   {1184, "timestamptz"}, {1186, "interval"},
+    {1266, "timetz"},   {1560, "bit"},         {1562, "varbit"},   {1700, "numeric"},
+    {2249, "record"},   {2278, "void"},        {2950, "uuid"},     {3614, "tsvector"},
+    {3802, "jsonb"},    {199, "_json"},        {1000, "_bool"},    {1001, "_bytea"},
+    {1005, "_int2"},    {1007, "_int4"},       {1009, "_text"},    {1014, "_bpchar"},
+    {1015, "_varchar"}, {1016, "_int8"},       {1021, "_float4"},  {1022, "_float8"},
+    {1028, "_oid"},     {1115, "_timestamp"},  {1182, "_date"},    {1185, "_timestamptz"},
+    {1231, "_numeric"}, {2951, "_uuid"},       {3807, "_jsonb"},
+  };
+  return table;
+}
+
+std::string_view builtin_type_name(uint32_t type_oid) {
+  for (const auto& [oid, name] : builtin_types())
+    if (oid == type_oid)
+      return name;
+  return {};
+}
+
 std::string encode_row(const result_row& row) {
   std::string out = "[";
   for (size_t i = 0; i < row.size(); ++i) {

@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace batchq::job {
@@ -35,6 +36,14 @@ struct result_column {
 /// One field in PostgreSQL's text form; nullopt is SQL NULL.
 using row_field = std::optional<std::string>;
 using result_row = std::vector<row_field>;
+
+/// PostgreSQL's name (`pg_type.typname`) of a built-in type: "int4" for 23,
+/// "_int4" for int4[] (1007), ...; "" for an OID not in batchq's table (a
+/// user-defined type, an extension's): look it up in pg_type.
+std::string_view builtin_type_name(uint32_t type_oid);
+
+/// The built-in types builtin_type_name knows, as (OID, name).
+const std::vector<std::pair<uint32_t, std::string_view>>& builtin_types();
 
 /// The stored form of `row` (see the header comment).
 std::string encode_row(const result_row& row);

@@ -327,10 +327,72 @@ bool send_statement(PGconn* c, const std::string& sql, const std::vector<std::st
   return sent != 0;
 }
 
+std::vector<job::result_column> columns_of(const PGresult* r) {
+  std::vector<job::result_column> out;
+  int n = PQnfields(r);
+  out.reserve(static_cast<size_t>(n));
+  for (int c = 0; c < n; ++c) {
+    auto oid = static_cast<uint32_t>(PQftype(r, c));
+    out.push_back({PQfname(r, c), oid, std::string{job::builtin_type_name(oid)}});
+  }
+  return out;
+}
+
+job::result_row row_of(const PGresult* r, int i) {
+  job::result_row out;
+  int n = PQnfields(r);
+  out.reserve(static_cast<size_t>(n));
+  for (int c = 0; c < n; ++c) {
+    if (PQgetisnull(r, i, c))
+      out.emplace_back(std::nullopt);
+    else
+      out.emplace_back(std::string{PQgetvalue(r, i, c), static_cast<size_t>(PQgetlength(r, i, c))});
+  }
+  return out;
+}
+
+// Hands one PGresult's rows to a row_sink: a statement's result starts with
+// its first row (single-row mode) or with its whole result (none, or the
+// rows when single-row mode could not be set); a statement without rows
+// starts (and ends) an empty one.
+struct sink_feed {
+  pg::row_sink* sink = nullptr;
+  bool in_result = false;
+
+  void take(const PGresult* r) {
+    if (sink == nullptr)
+      return;
+    switch (PQresultStatus(r)) {
+      case PGRES_SINGLE_TUPLE:
+        if (!in_result) {
+          sink->begin_result(columns_of(r));
+          in_result = true;
+        }
+        sink->row(row_of(r, 0));
+        break;
+      case PGRES_TUPLES_OK: // the end of a statement's rows
+        if (!in_result)
+          sink->begin_result(columns_of(r));
+        for (int i = 0; i < PQntuples(r); ++i)
+          sink->row(row_of(r, i));
+        in_result = false;
+        break;
+      case PGRES_COMMAND_OK:
+      case PGRES_COPY_OUT:
+        sink->begin_result({});
+        in_result = false;
+        break;
+      default:
+        break;
+    }
+  }
+};
+
 // Reads every result of the statement string sent last. Never throws.
 exchange read_results(PGconn* c, const std::shared_ptr<cancel_flight>& flight,
                       const cancel_token* token, result_bounds bounds, bool want_value,
-                      std::chrono::milliseconds grace) {
+                      std::chrono::milliseconds grace, pg::row_sink* sink = nullptr) {
+  sink_feed feed{sink};
   exchange ex;
   canceller cx{c, flight};
   auto lose = [&](const char* fallback) {
@@ -351,6 +413,7 @@ exchange read_results(PGconn* c, const std::shared_ptr<cancel_flight>& flight,
     PGresult* r = PQgetResult(c);
     if (r == nullptr)
       break;
+    feed.take(r);
     switch (PQresultStatus(r)) {
       case PGRES_FATAL_ERROR:
       case PGRES_NONFATAL_ERROR:
@@ -451,14 +514,15 @@ enum class rows_mode {
 exchange round_trip(PGconn* c, const std::shared_ptr<cancel_flight>& flight,
                     const std::string& sql, const std::vector<std::string>* params,
                     const cancel_token* token, bool want_value, result_bounds bounds,
-                    std::chrono::milliseconds grace, rows_mode mode = rows_mode::whole) {
+                    std::chrono::milliseconds grace, rows_mode mode = rows_mode::whole,
+                    pg::row_sink* sink = nullptr) {
   if (!send_statement(c, sql, params))
     return lost_exchange(c, exchange{}, "could not send the statement");
   // Cannot fail right after a successful send (the only time it may be set);
   // the statement then still runs, its rows read whole.
   if (mode == rows_mode::single)
     PQsetSingleRowMode(c);
-  return read_results(c, flight, token, bounds, want_value, grace);
+  return read_results(c, flight, token, bounds, want_value, grace, sink);
 }
 
 } // namespace
@@ -617,7 +681,7 @@ bool session::healthy_when_idle() noexcept {
 
 caf::expected<statement_result> session::execute(std::string_view job_id, std::string_view sql,
                                                  int64_t timeout_ms, const cancel_token* token,
-                                                 bool standard_strings) {
+                                                 bool standard_strings, row_sink* rows) {
   if (reset_pending_ && !finish_reset())
     return make_error(ec::pg_connection_lost,
                       "connection to the database was lost: the session could not be reset");
@@ -697,7 +761,7 @@ caf::expected<statement_result> session::execute(std::string_view job_id, std::s
   text += sql;
   auto ex = round_trip(c, impl_->flight, text, nullptr, token, false,
                        bounds_for(timeout_ms, opts_.result_grace), opts_.result_grace,
-                       rows_mode::single);
+                       rows_mode::single, rows);
   if (ex.lost)
     return lost(ex);
   if (forget_timeout_after || may_change_timeout(sql))

@@ -24,9 +24,27 @@
 
 #include <caf/expected.hpp>
 
+#include "src/job/rows.hpp"
 #include "src/pg/cancel_token.hpp"
 
 namespace batchq::pg {
+
+/// Receives the rows of a job statement while it runs (kept results, SPEC §11;
+/// docs/results.md). Called on the executing thread, inside execute, in order.
+class row_sink {
+public:
+  virtual ~row_sink() = default;
+
+  /// A statement of the string produced its result: `columns` (empty for a
+  /// statement without rows, e.g. an INSERT or a COPY) with their type OIDs and,
+  /// for built-in types, names. Whatever came before belonged to an earlier
+  /// statement of the string; a sink that keeps the last statement's rows
+  /// drops it.
+  virtual void begin_result(std::vector<job::result_column> columns) = 0;
+
+  /// The next row of the current result, in PostgreSQL's text forms.
+  virtual void row(job::result_row row) = 0;
+};
 
 /// A statement PostgreSQL refused or aborted. `message` is the server's
 /// primary message only: no `ERROR:  ` prefix, no DETAIL/HINT/LINE lines,
@@ -106,6 +124,10 @@ public:
   /// `result_grace` later, the connection is lost ("no answer from the
   /// database server in time ...").
   ///
+  /// With `rows`, each statement's result and rows go to the sink as they
+  /// arrive (one row at a time: see docs/postgres.md); without, they are read
+  /// and dropped.
+  ///
   /// With a token: returns `cancelled` without sending anything when the
   /// token has fired; otherwise sends a cancel request as soon as it fires
   /// and re-sends it (after 20 ms, then at doubling intervals up to 500 ms)
@@ -119,7 +141,8 @@ public:
   caf::expected<statement_result> execute(std::string_view job_id, std::string_view sql,
                                           int64_t timeout_ms,
                                           const cancel_token* token = nullptr,
-                                          bool standard_strings = false);
+                                          bool standard_strings = false,
+                                          row_sink* rows = nullptr);
 
   /// Runs one batchq-internal query with text parameters ($1, $2, ...) and
   /// returns the first column of the first row (nullopt for no row or NULL).

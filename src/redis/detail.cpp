@@ -35,6 +35,12 @@ caf::error map_script_error(caf::error err) {
   if (starts_with(text, "JOB_EXISTS"))
     return make_error(ec::job_exists, "Job with id " + after_code(text, "JOB_EXISTS")
                                         + " already exists");
+  if (starts_with(text, "NOT_RUNNING"))
+    return make_error(ec::invalid_transition,
+                      "job status is now " + after_code(text, "NOT_RUNNING"));
+  if (starts_with(text, "FENCED"))
+    return make_error(ec::invalid_transition, "the rows of step " + after_code(text, "FENCED")
+                                                + " are kept by another run");
   if (starts_with(text, "STATUS_CHANGED"))
     return make_error(ec::invalid_transition,
                       "job status is now " + after_code(text, "STATUS_CHANGED"));

@@ -17,7 +17,8 @@ namespace batchq::redis::detail {
 
 /// Maps the error replies of batchq's scripts ("CODE detail") to batchq codes
 /// (LEASE_LOST -> lease_lost, JOB_NOT_FOUND -> job_not_found, QUEUE_FULL ->
-/// queue_full, JOB_EXISTS -> job_exists, STATUS_CHANGED -> invalid_transition);
+/// queue_full, JOB_EXISTS -> job_exists, STATUS_CHANGED, NOT_RUNNING and FENCED ->
+/// invalid_transition);
 /// other errors pass through unchanged.
 caf::error map_script_error(caf::error err);
 

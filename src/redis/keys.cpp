@@ -38,6 +38,8 @@ std::string cancel_mark(std::string_view job_id) {
   return concat("batchq:cancel_requested:", job_id);
 }
 
+std::string results(std::string_view job_id) { return concat("batchq:results:", job_id); }
+
 std::string api_key(std::string_view user, std::string_view token) {
   std::string s = concat("api_keys:", user);
   s += ':';

@@ -63,6 +63,11 @@ std::string role_keys(std::string_view user);
 /// while it ran (job_cancel_pending.lua; expires after a day at least).
 std::string cancel_mark(std::string_view job_id);
 
+/// List `batchq:results:{job_id}`: the stored rows of the job's kept steps, in
+/// step order (results_begin.lua, results_append.lua; docs/results.md). It
+/// expires with the job's hash.
+std::string results(std::string_view job_id);
+
 /// `text` with Redis glob metacharacters (`*`, `?`, `[`, `]`, `\`) escaped, for
 /// a SCAN MATCH pattern that must match it literally.
 std::string escape_glob(std::string_view text);

@@ -12,6 +12,8 @@
 #include <libpq-fe.h>
 #include <nlohmann/json.hpp>
 
+#include "messages/error.hpp"
+#include "tests/pg/pg_fixture.hpp"
 #include "tests/support/test_env.hpp"
 
 namespace batchq::job {
@@ -161,6 +163,93 @@ TEST_F(pg_rows, EachTypeBecomesTheJsonValueTheSpecGives) {
   EXPECT_TRUE(row[15].is_null());
   EXPECT_EQ(row[16], "{1,NULL,3}");
   EXPECT_TRUE(row[17].is_string()) << row[17];
+}
+
+TEST_F(pg_rows, EveryBuiltInTypeNameIsThatOfPgType) {
+  std::string oids;
+  for (const auto& [oid, name] : builtin_types())
+    oids += (oids.empty() ? "" : ",") + std::to_string(oid);
+  auto k = run("SELECT oid::int8, typname::text FROM pg_type WHERE oid IN (" + oids + ")");
+  ASSERT_EQ(k.rows.size(), builtin_types().size());
+  for (const auto& row : k.rows)
+    EXPECT_EQ(builtin_type_name(static_cast<uint32_t>(std::stoul(*row[0]))), *row[1]);
+  EXPECT_EQ(builtin_type_name(999999), "");
+}
+
+// -- a session's row_sink ------------------------------------------------------
+
+/// Records what a session hands over: one entry per statement result.
+struct recording_sink : pg::row_sink {
+  std::vector<kept> results;
+  void begin_result(std::vector<result_column> columns) override {
+    results.push_back({std::move(columns), {}});
+  }
+  void row(result_row r) override {
+    ASSERT_FALSE(results.empty()) << "a row before its result began";
+    results.back().rows.push_back(std::move(r));
+  }
+};
+
+struct pg_row_sink : pg::test::superuser_pool_test {
+  recording_sink sink;
+  pg::statement_result run(const std::string& sql) {
+    auto c = conn();
+    auto r = c->execute("job-rows", sql, 0, nullptr, false, &sink);
+    EXPECT_TRUE(r) << message_of(r.error());
+    return r ? *r : pg::statement_result{};
+  }
+};
+
+TEST_F(pg_row_sink, ASinkGetsTheColumnsThenEveryRowInOrder) {
+  auto r = run("SELECT g AS n, g::text AS t, NULL::int4 AS z FROM generate_series(1, 3000) g");
+  EXPECT_EQ(r.what, pg::outcome::succeeded);
+  ASSERT_EQ(sink.results.size(), 1u);
+  auto& k = sink.results[0];
+  EXPECT_EQ(k.columns, (std::vector<result_column>{
+                         {"n", 23, "int4"}, {"t", 25, "text"}, {"z", 23, "int4"}}));
+  ASSERT_EQ(k.rows.size(), 3000u);
+  for (size_t i = 0; i < k.rows.size(); ++i) {
+    auto n = std::to_string(i + 1);
+    ASSERT_EQ(k.rows[i], (result_row{n, n, std::nullopt})) << i;
+  }
+}
+
+TEST_F(pg_row_sink, EachStatementOfAStringBeginsItsOwnResultAndOneWithoutRowsAnEmptyOne) {
+  auto t = batchq::test::unique_name("bq_rows");
+  auto r = run("SELECT 1 AS a; SELECT 'x' AS b, 2.5::numeric AS c FROM generate_series(1, 2); "
+               "CREATE TABLE " + t + " (x int); SELECT x FROM " + t + "; DROP TABLE " + t);
+  EXPECT_EQ(r.what, pg::outcome::succeeded) << r.error.message;
+  ASSERT_EQ(sink.results.size(), 5u);
+  EXPECT_EQ(sink.results[0].columns, (std::vector<result_column>{{"a", 23, "int4"}}));
+  EXPECT_EQ(sink.results[0].rows, (std::vector<result_row>{{"1"}}));
+  EXPECT_EQ(sink.results[1].columns,
+            (std::vector<result_column>{{"b", 25, "text"}, {"c", 1700, "numeric"}}));
+  EXPECT_EQ(sink.results[1].rows, (std::vector<result_row>{{"x", "2.5"}, {"x", "2.5"}}));
+  EXPECT_TRUE(sink.results[2].columns.empty()); // CREATE TABLE
+  // A SELECT of no rows still has its columns.
+  EXPECT_EQ(sink.results[3].columns, (std::vector<result_column>{{"x", 23, "int4"}}));
+  EXPECT_TRUE(sink.results[3].rows.empty());
+  EXPECT_TRUE(sink.results[4].columns.empty()); // DROP TABLE: the string's last statement
+}
+
+TEST_F(pg_row_sink, AnUnknownTypeHasItsOidAndNoNameYet) {
+  auto t = batchq::test::unique_name("bq_mood");
+  pg::test::admin_exec("CREATE TYPE " + t + " AS ENUM ('ok', 'sad')");
+  auto r = run("SELECT 'sad'::" + t + " AS m");
+  EXPECT_EQ(r.what, pg::outcome::succeeded) << r.error.message;
+  ASSERT_EQ(sink.results.size(), 1u);
+  ASSERT_EQ(sink.results[0].columns.size(), 1u);
+  EXPECT_NE(sink.results[0].columns[0].type_oid, 0u);
+  EXPECT_EQ(sink.results[0].columns[0].type_name, "");
+  EXPECT_EQ(sink.results[0].rows, (std::vector<result_row>{{"sad"}}));
+  pg::test::admin_exec("DROP TYPE " + t);
+}
+
+TEST_F(pg_row_sink, WithoutASinkTheRowsAreDroppedAsBefore) {
+  auto c = conn();
+  auto r = c->execute("job-rows", "SELECT g FROM generate_series(1, 10) g", 0);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->what, pg::outcome::succeeded);
 }
 
 } // namespace

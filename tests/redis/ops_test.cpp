@@ -197,6 +197,8 @@ TEST(RedisJobs, QueueLimitHoldsUnderConcurrentCreates) {
 TEST(RedisJobs, CancelPendingCancelsAQueuedJob) {
   scoped_user u{"rt_cancel"};
   auto id = create(u);
+  // Rows an earlier, requeued run kept go with the hash.
+  u.c.command({"RPUSH", keys::results(id), R"(["1"])"});
   auto sub = subscription::open(test_endpoint(), {std::string{keys::jobs_final_channel}});
   ASSERT_TRUE(sub) << message_of(sub.error());
   auto r = cancel_pending_job(u.c, id, u.name, {{"status", "cancelled"}}, 100);
@@ -215,6 +217,10 @@ TEST(RedisJobs, CancelPendingCancelsAQueuedJob) {
   auto ttl = ttl_of(u.c, keys::job(id));
   EXPECT_GT(ttl, 0);
   EXPECT_LE(ttl, 100);
+  auto rows_ttl = ttl_of(u.c, keys::results(id));
+  u.c.command({"DEL", keys::results(id)});
+  EXPECT_GT(rows_ttl, 0);
+  EXPECT_LE(rows_ttl, 100);
 }
 
 TEST(RedisJobs, CancelPendingOfARunningJobReportsItsStatusAndChangesNothing) {

@@ -19,7 +19,8 @@ using batchq::redis::test::value_or;
 using batchq::redis::test::test_endpoint;
 
 TEST(RedisScripts, EveryOperationIsEmbeddedWithAHeaderNamingKeysAndArgv) {
-  std::vector<std::string> expected{"job_cancel_pending", "job_create", "job_list", "turn",
+  std::vector<std::string> expected{"job_cancel_pending", "job_create", "job_list",
+                                    "results_append",     "results_begin", "turn",
                                     "turns_renew",        "user_env",   "wip_orphans"};
   std::vector<std::string> names;
   for (const script* s : scripts::all()) {

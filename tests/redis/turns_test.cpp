@@ -193,6 +193,20 @@ TEST_F(turn_fixture, AFinalWriteAndTheNextClaimAreOneRoundTrip) {
   EXPECT_EQ(list(keys::wip_user(u.name)), std::vector<std::string>{ids[1]});
 }
 
+TEST_F(turn_fixture, AFinalWriteExpiresTheJobsKeptResultsWithItsHash) {
+  create(1);
+  step(args("t1", turn_part::next));
+  must(u.c, {"RPUSH", keys::results(ids[0]), R"(["1"])"});
+  auto a = args("t1", turn_part::none);
+  a.write = final_write(ids[0], "t1");
+  step(a);
+  auto job_ttl = must(u.c, {"TTL", keys::job(ids[0])}).integer;
+  auto rows_ttl = must(u.c, {"TTL", keys::results(ids[0])}).integer;
+  must(u.c, {"DEL", keys::results(ids[0])});
+  EXPECT_GT(rows_ttl, 0);
+  EXPECT_LE(rows_ttl, job_ttl);
+}
+
 TEST_F(turn_fixture, TheFinalWriteOfTheLastJobReleasesLeaseAndSlotAndLeavesTheIndexes) {
   create(1);
   step(args("t1", turn_part::next));

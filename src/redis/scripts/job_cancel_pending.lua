@@ -52,6 +52,8 @@ end
 local ttl = tonumber(ARGV[3])
 if ttl > 0 then
   redis.call('EXPIRE', KEYS[1], ttl)
+  -- Rows kept by the steps of an earlier, requeued run go with the hash.
+  redis.call('EXPIRE', 'batchq:results:' .. ARGV[1], ttl)
 end
 -- Wakes the API's long-polls on this job (keys::jobs_final_channel).
 redis.call('PUBLISH', 'batchq:jobs:final', ARGV[1])

@@ -6,7 +6,8 @@
 --   1. WRITE one job (ARGV[9] not ""): fenced by the lease and a
 --      compare-and-set on the job's status AND its `claim` (the lease token of
 --      the turn that claimed it). kind "progress" sets fields (a step started
---      or ended, the job stays running); "final" also sets the TTL, takes
+--      or ended, the job stays running); "final" also sets the TTL (of the
+--      hash and of its kept results, batchq:results:{id}), takes
 --      the id out of work in progress and PUBLISHes it on batchq:jobs:final; "requeue" writes the job back to
 --      pending at the head of its queue ("run next") and out of work in
 --      progress. Every write sets claim := this turn's token. A write whose
@@ -140,6 +141,8 @@ if job_id ~= '' then
       local secs = tonumber(ARGV[14])
       if secs and secs > 0 then
         redis.call('EXPIRE', key, secs)
+        -- Kept results never outlive the job's hash (docs/results.md).
+        redis.call('EXPIRE', 'batchq:results:' .. job_id, secs)
       end
       leave_wip(job_id)
     elseif kind == 'requeue' then
