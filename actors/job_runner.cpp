@@ -340,6 +340,28 @@ void check_cancel_mark(self_ptr self, const job::statement& stmt, const job::out
       });
 }
 
+/// A keeper for `stmt` when it is the main query of a step that keeps its rows
+/// (SPEC §11): its run begun in Redis now that the step's start is recorded.
+/// nullopt when nothing is kept, or when Redis refused or failed the begin
+/// (logged; the statement runs anyway).
+std::optional<ports::result_keeper> start_keeping(self_ptr self, const job::statement& stmt) {
+  auto& st = self->state;
+  if (!st.cfg.results || stmt.kind != job::statement_kind::step
+      || stmt.step >= st.j.steps.size() || !job::keeps_results(st.j, stmt.step))
+    return std::nullopt;
+  auto run = st.cfg.results->begin(job_id_of(self), stmt.step);
+  if (!run) {
+    log::warning("rows of the step not kept", {{"job_id", job_id_of(self)},
+                                               {"step", std::to_string(stmt.step)},
+                                               {"error", message_of(run.error())}});
+    return std::nullopt;
+  }
+  std::optional<ports::result_keeper> k;
+  k.emplace(*st.cfg.results, job_id_of(self), stmt.step, std::move(run->id), run->bytes_before,
+            st.cfg.results_limits);
+  return k;
+}
+
 /// Runs `stmt` (already begun and written) and records its outcome.
 void run_statement(self_ptr self, const job::statement& stmt) {
   auto& st = self->state;
@@ -377,8 +399,16 @@ void run_statement(self_ptr self, const job::statement& stmt) {
     auto& m = metrics::global();
     m.running_statements.fetch_add(1, std::memory_order_relaxed);
     auto started = std::chrono::steady_clock::now();
+    auto keeper = start_keeping(self, stmt);
     auto res = sess->execute(job_id_of(self), stmt.sql, stmt.timeout_ms, st.token.get(),
-                             stmt.templated);
+                             stmt.templated, keeper ? &*keeper : nullptr);
+    if (keeper) {
+      keeper->finish(res && res->ok());
+      if (keeper->failure())
+        log::warning("rows of the step not all kept",
+                     {{"job_id", job_id_of(self)}, {"step", std::to_string(stmt.step)},
+                      {"error", message_of(*keeper->failure())}});
+    }
     m.running_statements.fetch_sub(1, std::memory_order_relaxed);
     m.statement_duration.observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());

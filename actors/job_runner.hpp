@@ -82,6 +82,7 @@
 #include "src/job/progress.hpp"
 #include "src/pg/cancel_registry.hpp"
 #include "src/ports/ports.hpp"
+#include "src/ports/result_keeper.hpp"
 
 namespace batchq {
 
@@ -98,6 +99,10 @@ struct runner_settings {
   /// First and longest pause between retries of a progress write.
   std::chrono::milliseconds retry_initial{50};
   std::chrono::milliseconds retry_max{1000};
+  /// Where kept steps keep their rows (SPEC §11); null: nothing is kept.
+  std::shared_ptr<ports::result_store> results;
+  /// results.max-bytes and the batching of the appends.
+  ports::keeper_limits results_limits;
 };
 
 struct job_runner_state {

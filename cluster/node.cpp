@@ -11,6 +11,7 @@
 #include "actors/job_runner.hpp"
 #include "actors/scheduler.hpp"
 #include "actors/status.hpp"
+#include "src/ports/redis_result_store.hpp"
 #include "actors/subscriber.hpp"
 #include "actors/user_queue.hpp"
 #include "cluster/node_directory.hpp"
@@ -195,6 +196,8 @@ void node::start_worker(std::shared_ptr<ports::redis_job_environment> env) {
   runner_cfg.node_id = s.cluster_node_id;
   runner_cfg.postgres_port = s.postgres_port;
   runner_cfg.default_timeout_ms = s.batch_query_timeout;
+  runner_cfg.results = std::make_shared<ports::redis_result_store>(ep);
+  runner_cfg.results_limits.max_bytes = s.results_max_bytes;
   auto connector = std::make_shared<ports::pg_sql_connector>(st.pool);
   auto status = st.status;
   auto registry = st.registry;

@@ -64,6 +64,9 @@ config::config() {
     .add(raw_.postgres_result_grace, "result-grace",
          "ms a statement may outlive its timeout before batchq cancels it; as long again "
          "without an answer and the connection is given up");
+  opt_group{custom_options_, "results"}
+    .add(raw_.results_max_bytes, "max-bytes", "bytes of kept rows a job keeps at most")
+    .add(raw_.results_page_rows, "page-rows", "rows of a results page when no limit is given");
   opt_group{custom_options_, "log"}
     .add(raw_.log_format, "format", "text or json")
     .add(raw_.log_level, "level", "debug, info, warning or error");
@@ -72,7 +75,7 @@ config::config() {
 namespace {
 
 bool is_batchq_section(caf::string_view s) {
-  for (const char* mine : {"redis", "http", "api", "batch", "cluster", "postgres", "log"})
+  for (const char* mine : {"redis", "http", "api", "batch", "cluster", "postgres", "results", "log"})
     if (std::string_view{s.data(), s.size()} == mine)
       return true;
   return false;
@@ -114,9 +117,14 @@ caf::expected<settings> config::validate() const {
                         positive{"batch.lease-ttl", s.batch_lease_ttl},
                         positive{"batch.rescan-interval", s.batch_rescan_interval},
                         positive{"batch.sweep-interval", s.batch_sweep_interval},
-                        positive{"postgres.result-grace", s.postgres_result_grace}})
+                        positive{"postgres.result-grace", s.postgres_result_grace},
+                        positive{"results.max-bytes", s.results_max_bytes},
+                        positive{"results.page-rows", s.results_page_rows}})
     if (v <= 0)
       return bad(key, "must be greater than 0, got " + std::to_string(v));
+  if (s.results_page_rows > 10000)
+    return bad("results.page-rows", "must be at most 10000 (the largest limit), got "
+                                      + std::to_string(s.results_page_rows));
   if (s.batch_shutdown_grace < 0)
     return bad("batch.shutdown-grace", "must be 0 or more, got " +
                                          std::to_string(s.batch_shutdown_grace));

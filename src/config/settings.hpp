@@ -50,6 +50,9 @@ struct settings {
   std::string cluster_advertise;               // address registered; default: cluster_bind
   std::string cluster_secret;                  // proof between nodes; env BATCHQ_CLUSTER_SECRET
 
+  int64_t results_max_bytes = 16777216;        // stored-row bytes a job keeps (SPEC §11)
+  int64_t results_page_rows = 1000;            // default `limit` of a results page
+
   uint16_t postgres_port = 5432;
   int64_t postgres_result_grace = 5000;        // ms (pg::session_options::result_grace)
 

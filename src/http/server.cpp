@@ -10,6 +10,7 @@
 #include "src/http/context.hpp"
 #include "src/http/errors.hpp"
 #include "src/http/jobs.hpp"
+#include "src/http/results.hpp"
 #include "src/http/task_pool.hpp"
 #include "src/log/log.hpp"
 #include "src/metrics/metrics.hpp"
@@ -70,6 +71,8 @@ const std::string user_prefix = R"(^(?:/user/([^/]+))?)";
 const std::string job_collection = user_prefix + R"(/api/v[12]/sql/job/?$)";
 const std::string job_item = user_prefix + R"(/api/v[12]/sql/job/([^/]+)/?$)";
 const std::string wip_path = user_prefix + R"(/api/v[12]/jobs-wip/?$)";
+const std::string job_results =
+  user_prefix + R"(/api/v[12]/sql/job/([^/]+)/results/([^/]+)/?$)";
 
 const char* metrics_type = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -130,6 +133,7 @@ struct server::impl {
   std::regex job_collection_re{job_collection};
   std::regex job_item_re{job_item};
   std::regex wip_re{wip_path};
+  std::regex job_results_re{job_results};
 
   /// An admitted caller (auth.hpp) and its place among its requests in
   /// flight (user_gate.hpp); nullopt when the answer (4xx, 429, 503) is written.
@@ -199,7 +203,7 @@ struct server::impl {
     if (which != routes::all)
       return std::nullopt;
     std::smatch m;
-    for (const auto* re : {&job_collection_re, &job_item_re, &wip_re})
+    for (const auto* re : {&job_collection_re, &job_item_re, &wip_re, &job_results_re})
       if (std::regex_match(path, m, *re))
         return m[1].str();
     return std::nullopt;
@@ -347,6 +351,9 @@ struct server::impl {
                }));
     svr.Get(wip_path, job_route([this](auto& req, auto& res, const caller& who, auto&) {
               jobs_wip(ctx, req, res, who);
+            }));
+    svr.Get(job_results, job_route([this](auto& req, auto& res, const caller& who, auto&) {
+              get_results(ctx, req, res, who, req.matches[2].str(), req.matches[3].str());
             }));
   }
 };

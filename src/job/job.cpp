@@ -39,6 +39,7 @@ job make_job(job_request request, std::string job_id, std::string user, db_targe
   }
   result.onsuccess = std::move(request.onsuccess);
   result.onerror = std::move(request.onerror);
+  result.results = request.results;
   if (result.has_fallback())
     result.fallback_status = status::pending;
   result.created_at = result.updated_at = iso8601(now);

@@ -38,6 +38,19 @@ enum class shape : uint8_t {
 const char* to_string(shape x);
 std::optional<shape> parse_shape(std::string_view text);
 
+/// What a step keeps of its rows (SPEC §11), as its `results:{i}` meta says.
+struct kept_rows {
+  /// Index of the step's first row in the job's list of stored rows.
+  int64_t start = 0;
+  int64_t rows = 0;
+  int64_t bytes = 0;
+  bool truncated = false;
+  /// The step's statement finished: its rows are all kept.
+  bool finished = false;
+  /// The result's columns as JSON (`[{"name","type"}...]`), "" before any.
+  std::string columns;
+};
+
 /// One main query and its fallbacks, with their progress.
 struct step {
   /// The SQL as submitted (never rendered).
@@ -49,6 +62,8 @@ struct step {
   std::optional<int64_t> timeout_ms;
   /// Free client label (CARTO analyses use "analysis:node:type").
   std::optional<std::string> id;
+  /// `results` as submitted on the step object (SPEC §11): overrides the job's.
+  std::optional<bool> results;
 
   batchq::job::status status = batchq::job::status::pending;
   /// Present iff the step has a fallback (onsuccess or onerror).
@@ -58,6 +73,10 @@ struct step {
   /// ISO 8601 (see clock.hpp) once the main query started / became final.
   std::optional<std::string> started_at;
   std::optional<std::string> ended_at;
+
+  /// What the step keeps, from its `results:{i}` meta once it began keeping
+  /// rows (SPEC §11; docs/results.md); read from Redis, never written by src/job.
+  std::optional<kept_rows> kept;
 
   bool has_fallback() const { return onsuccess.has_value() || onerror.has_value(); }
 };
@@ -91,9 +110,25 @@ struct job {
   db_target db;
   /// batchq extra: id of the node that last started running this job.
   std::optional<std::string> node;
+  /// Top-level `"results": true` (SPEC §11): every main step keeps its rows
+  /// unless its own `results` says otherwise.
+  bool results = false;
 
   bool has_fallback() const { return onsuccess.has_value() || onerror.has_value(); }
 };
+
+/// Whether main step `i` of `j` keeps its rows (SPEC §11). REQUIRES: i < steps.
+inline bool keeps_results(const job& j, size_t i) {
+  return j.steps[i].results.value_or(j.results);
+}
+
+/// Whether any step of `j` keeps its rows.
+inline bool keeps_any_results(const job& j) {
+  for (size_t i = 0; i < j.steps.size(); ++i)
+    if (keeps_results(j, i))
+      return true;
+  return false;
+}
 
 /// What a request asks for, validated (parse.hpp): shape, steps (all pending,
 /// `fallback_status` pending iff the step has a fallback) and job fallbacks.
@@ -102,6 +137,8 @@ struct job_request {
   std::vector<step> steps;
   std::optional<std::string> onsuccess;
   std::optional<std::string> onerror;
+  /// Top-level `results` (SPEC §11).
+  bool results = false;
 };
 
 /// A new pending job from a validated request; created_at = updated_at = `now`.

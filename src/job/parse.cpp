@@ -80,6 +80,23 @@ result<std::optional<int64_t>> read_timeout(const json& obj, const std::string& 
   return invalid(field + " must be a number");
 }
 
+// Reads an optional `results` flag (SPEC §11): a JSON boolean, or "true" /
+// "false" from a form; null means "not said".
+result<std::optional<bool>> read_results_flag(const json& obj, const std::string& prefix,
+                                              bool from_form) {
+  auto it = obj.find("results");
+  if (it == obj.end() || it->is_null())
+    return std::optional<bool>{};
+  if (it->is_boolean())
+    return std::optional<bool>{it->get<bool>()};
+  if (from_form && it->is_string()) {
+    auto& text = it->get_ref<const std::string&>();
+    if (text == "true" || text == "false")
+      return std::optional<bool>{text == "true"};
+  }
+  return invalid(prefix + "results must be a boolean");
+}
+
 // `prefix` is the element's path plus a dot, e.g. "query[1]." or "query.query[1].".
 result<step> read_step(const json& element, const std::string& prefix, bool from_form) {
   step s;
@@ -105,6 +122,10 @@ result<step> read_step(const json& element, const std::string& prefix, bool from
       return invalid(prefix + "id must be a string");
     s.id = it->get<std::string>();
   }
+  auto results = read_results_flag(element, prefix, from_form);
+  if (!results)
+    return results.error();
+  s.results = *results;
   if (s.has_fallback())
     s.fallback_status = status::pending;
   return s;
@@ -361,6 +382,12 @@ result<job_request> parse_fields(const nlohmann::json& fields, bool from_form) {
 
 result<job_request> parse_request(const nlohmann::json& fields, bool from_form) {
   auto r = parse_fields(fields, from_form);
+  if (r) {
+    auto results = read_results_flag(fields, "", from_form);
+    if (!results)
+      return results.error();
+    r->results = results->value_or(false);
+  }
   if (r && !all_utf8(*r))
     return invalid("query must be valid UTF-8");
   return r;

@@ -73,6 +73,8 @@ result<step> decode_step(std::string_view job_id, const json& element, size_t in
   }
   if (auto it = element.find("id"); it != element.end() && !it->is_null())
     s.id = it->is_string() ? it->get<std::string>() : it->dump();
+  if (auto it = element.find("results"); it != element.end() && it->is_boolean())
+    s.results = it->get<bool>();
   if (auto x = text_field(element, "status")) {
     auto st = status_of(job_id, *x);
     if (!st)
@@ -110,10 +112,34 @@ result<std::vector<step>> decode_steps(std::string_view job_id, const json& arr)
   return steps;
 }
 
+// A step's `results:{i}` meta (results_begin.lua / results_append.lua); nullopt
+// when it is not one.
+std::optional<kept_rows> kept_of(const std::string& text) {
+  auto m = json::parse(text, nullptr, false);
+  if (!m.is_object())
+    return std::nullopt;
+  auto integer = [&](const char* key) {
+    auto it = m.find(key);
+    return it != m.end() && it->is_number() ? it->get<int64_t>() : int64_t{0};
+  };
+  auto flag = [&](const char* key) {
+    auto it = m.find(key);
+    return it != m.end() && it->is_boolean() && it->get<bool>();
+  };
+  kept_rows k;
+  k.start = integer("start");
+  k.rows = integer("rows");
+  k.bytes = integer("bytes");
+  k.truncated = flag("truncated");
+  k.finished = flag("finished");
+  return k;
+}
+
 bool uses_step_fields(const json& arr) {
   for (const auto& element : arr)
     if (element.is_object() && (element.contains("onsuccess") || element.contains("onerror") ||
-                                element.contains("timeout") || element.contains("id")))
+                                element.contains("timeout") || element.contains("id")
+                                || element.contains("results")))
       return true;
   return false;
 }
@@ -149,6 +175,8 @@ record encode(const job& j) {
   add(r, "dbname", j.db.dbname);
   add(r, "dbuser", j.db.dbuser);
   add(r, "shape", std::string{to_string(j.shape)});
+  if (j.results)
+    add(r, "results", std::string{"true"});
   return r;
 }
 
@@ -293,6 +321,15 @@ result<job> decode(std::string_view job_id, const record& fields) {
     j.fallback_status.reset();
   else if (!j.fallback_status)
     j.fallback_status = status::pending;
+  j.results = get("results") == std::optional<std::string>{"true"};
+  for (size_t i = 0; i < j.steps.size(); ++i) {
+    auto field = "results:" + std::to_string(i);
+    if (auto m = get(field.c_str())) {
+      j.steps[i].kept = kept_of(*m);
+      if (j.steps[i].kept)
+        j.steps[i].kept->columns = get((field + ":columns").c_str()).value_or("");
+    }
+  }
   return j;
 }
 

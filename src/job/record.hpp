@@ -6,7 +6,9 @@
 // failed_reason?, fallback_status?, fallback_failed_reason?, onsuccess?, onerror?
 // (simple/multiple/unified only; nested keeps them inside `query`), host, port?,
 // dbname, dbuser, and batchq's extras: shape, node?, and for simple jobs
-// step_status, step_started_at?, step_ended_at?. Never `pass`.
+// step_status, step_started_at?, step_ended_at?, results? ("true": SPEC §11).
+// Read too: each kept step's `results:{i}` meta and columns, which the
+// results scripts write (docs/results.md). Never `pass`.
 // Pure functions.
 #pragma once
 

@@ -17,7 +17,7 @@ void put_status(nlohmann::ordered_json& obj, const char* key, const std::optiona
 
 } // namespace
 
-nlohmann::ordered_json step_json(const step& s) {
+nlohmann::ordered_json step_json(const step& s, bool for_response) {
   nlohmann::ordered_json obj = nlohmann::ordered_json::object();
   obj["query"] = s.query;
   obj["status"] = to_string(s.status);
@@ -31,15 +31,24 @@ nlohmann::ordered_json step_json(const step& s) {
   put(obj, "fallback_failed_reason", s.fallback_failed_reason);
   put(obj, "started_at", s.started_at);
   put(obj, "ended_at", s.ended_at);
+  if (for_response && s.kept && s.kept->finished) {
+    nlohmann::ordered_json kept = nlohmann::ordered_json::object();
+    kept["rows"] = s.kept->rows;
+    kept["bytes"] = s.kept->bytes;
+    kept["truncated"] = s.kept->truncated;
+    obj["results"] = std::move(kept);
+  } else {
+    put(obj, "results", s.results);
+  }
   return obj;
 }
 
-nlohmann::ordered_json query_json(const job& j) {
+nlohmann::ordered_json query_json(const job& j, bool for_response) {
   if (j.shape == shape::simple)
     return j.steps.empty() ? std::string{} : j.steps.front().query;
   auto steps = nlohmann::ordered_json::array();
   for (const auto& s : j.steps)
-    steps.push_back(step_json(s));
+    steps.push_back(step_json(s, for_response));
   if (j.shape != shape::nested)
     return steps;
   nlohmann::ordered_json obj = nlohmann::ordered_json::object();
@@ -54,7 +63,7 @@ nlohmann::ordered_json to_response(const job& j) {
   obj["job_id"] = j.job_id;
   obj["user"] = j.user;
   obj["status"] = to_string(j.status);
-  obj["query"] = query_json(j);
+  obj["query"] = query_json(j, true);
   obj["created_at"] = j.created_at;
   obj["updated_at"] = j.updated_at;
   put(obj, "failed_reason", j.failed_reason);
@@ -65,6 +74,8 @@ nlohmann::ordered_json to_response(const job& j) {
     put(obj, "onsuccess", j.onsuccess);
     put(obj, "onerror", j.onerror);
   }
+  if (keeps_any_results(j))
+    obj["results"] = true;
   return obj;
 }
 

@@ -18,8 +18,9 @@ caf::expected<pg::statement_result> pg_sql_session::execute(const std::string& j
                                                             const std::string& sql,
                                                             int64_t timeout_ms,
                                                             const pg::cancel_token* token,
-                                                            bool standard_strings) {
-  return conn_->execute(job_id, sql, timeout_ms, token, standard_strings);
+                                                            bool standard_strings,
+                                                            pg::row_sink* rows) {
+  return conn_->execute(job_id, sql, timeout_ms, token, standard_strings, rows);
 }
 
 // -- pg_sql_connector -----------------------------------------------------------

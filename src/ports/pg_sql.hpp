@@ -37,7 +37,8 @@ public:
   /// cannot go into an SQL comment).
   caf::expected<pg::statement_result> execute(const std::string& job_id, const std::string& sql,
                                               int64_t timeout_ms, const pg::cancel_token* token,
-                                              bool standard_strings) override;
+                                              bool standard_strings,
+                                              pg::row_sink* rows) override;
 
   /// The pooled connection (tests: reuse, backend pid).
   const pg::pooled_connection& connection() const noexcept { return conn_; }

@@ -23,6 +23,7 @@
 #include "src/pg/cancel_token.hpp"
 #include "src/pg/conninfo.hpp"
 #include "src/pg/session.hpp"
+#include "src/redis/results.hpp"
 
 namespace batchq::ports {
 
@@ -118,12 +119,38 @@ public:
 
   /// pg::session::execute: `/* <job_id> */ <sql>` under timeout_ms; a fired
   /// token stops it (or keeps it from being sent); `standard_strings`: a
-  /// templated fallback, run with standard_conforming_strings on. Errors:
+  /// templated fallback, run with standard_conforming_strings on; `rows`
+  /// (may be null): where the statement's rows go (kept results). Errors:
   /// pg_connection_lost.
   virtual caf::expected<pg::statement_result> execute(const std::string& job_id,
                                                       const std::string& sql, int64_t timeout_ms,
                                                       const pg::cancel_token* token,
-                                                      bool standard_strings) = 0;
+                                                      bool standard_strings,
+                                                      pg::row_sink* rows) = 0;
+};
+
+/// Where a runner keeps the rows of a step (SPEC §11; src/redis/results.hpp).
+/// Thread-safe: every runner thread uses the same store.
+class result_store {
+public:
+  virtual ~result_store() = default;
+
+  /// A run of a step that keeps rows: its fresh id, and the bytes the job's
+  /// earlier steps keep.
+  struct run {
+    std::string id;
+    int64_t bytes_before = 0;
+  };
+
+  /// redis::begin_results under a fresh random run id. Errors:
+  /// invalid_transition (the job does not run), redis_unavailable.
+  virtual caf::expected<run> begin(const std::string& job_id, size_t step) = 0;
+
+  /// redis::append_results. Errors: invalid_transition (fenced: another run,
+  /// or the job stopped running), redis_unavailable.
+  virtual caf::expected<void> append(const std::string& job_id, size_t step,
+                                     const std::string& run,
+                                     const redis::results_batch& batch) = 0;
 };
 
 /// Opens job connections (pg::pool in production). Thread-safe: every runner

@@ -33,6 +33,9 @@ struct fake_answer {
   bool connection_lost = false;
   /// Runs inside execute, after the statement was recorded.
   std::function<void()> during;
+  /// The result handed to a row_sink (none: nothing is handed over).
+  std::optional<std::vector<job::result_column>> columns;
+  std::vector<job::result_row> rows;
 
   static fake_answer fail(std::string sqlstate, std::string message) {
     fake_answer a;
@@ -59,6 +62,8 @@ struct fake_sql_script {
     std::string sql;
     int64_t timeout_ms = 0;
     bool standard_strings = false;
+    /// A row_sink was given (the step keeps its rows).
+    bool kept = false;
   };
   struct connected {
     pg::pool_key key;
@@ -88,7 +93,8 @@ public:
 
   caf::expected<pg::statement_result> execute(const std::string& job_id, const std::string& sql,
                                               int64_t timeout_ms, const pg::cancel_token* token,
-                                              bool standard_strings) override {
+                                              bool standard_strings,
+                                              pg::row_sink* rows) override {
     if (token != nullptr && token->stop_requested()) {
       ++script_->unsent;
       pg::statement_result r;
@@ -96,10 +102,15 @@ public:
       r.sent = false;
       return r;
     }
-    script_->statements.push_back({job_id, sql, timeout_ms, standard_strings});
+    script_->statements.push_back({job_id, sql, timeout_ms, standard_strings, rows != nullptr});
     fake_answer a;
     if (auto i = script_->answers.find(sql); i != script_->answers.end())
       a = i->second;
+    if (rows != nullptr && a.columns) {
+      rows->begin_result(*a.columns);
+      for (const auto& row : a.rows)
+        rows->row(row);
+    }
     if (a.during)
       a.during();
     if (a.connection_lost)

@@ -1043,9 +1043,14 @@ TEST_F(http_test, MetricsCountCreatedAndFinishedJobsAndShowTheHistograms) {
 
   auto id = create(*node, user, R"({"query":["select 1","select 2"]})");
   ASSERT_EQ(wait_final(*node, user, id).doc["status"], "done");
+  // The status actor counts the job once its final write has landed, which is
+  // also when a reader can see it done: the count may come a moment later.
+  const std::string done_sample = "batchq_jobs_finished_total{status=\"done\"}";
+  EXPECT_TRUE(wait_until(
+    [&] { return scrape(*node, done_sample) >= done0 + 1; }, 10s));
   auto after = call(*node, "GET", "/metrics");
   EXPECT_EQ(sample(after.body, "batchq_jobs_created_total"), created0 + 1);
-  EXPECT_EQ(sample(after.body, "batchq_jobs_finished_total{status=\"done\"}"), done0 + 1);
+  EXPECT_EQ(sample(after.body, done_sample), done0 + 1);
   EXPECT_GE(sample(after.body, "batchq_statement_duration_seconds_count"), 2) << after.body;
   EXPECT_GE(sample(after.body, "batchq_statement_duration_seconds_bucket{le=\"+Inf\"}"), 2);
   EXPECT_GE(sample(after.body, "batchq_enqueue_to_start_seconds_count"), 1);

@@ -236,7 +236,7 @@ TEST(PgSqlConnector, RunsAStatementAndASecondAcquireReusesTheConnection) {
   {
     auto s = sql.connect(superuser_key(), "");
     ASSERT_TRUE(s) << message_of(s.error());
-    auto r = (*s)->execute("job-a", "SELECT 1", 1000, nullptr, false);
+    auto r = (*s)->execute("job-a", "SELECT 1", 1000, nullptr, false, nullptr);
     ASSERT_TRUE(r) << message_of(r.error());
     EXPECT_TRUE(r->ok());
     auto* real = dynamic_cast<ports::pg_sql_session*>(s->get());
@@ -251,7 +251,7 @@ TEST(PgSqlConnector, RunsAStatementAndASecondAcquireReusesTheConnection) {
   ASSERT_NE(real, nullptr);
   EXPECT_TRUE(real->connection().reused());
   EXPECT_EQ(real->connection()->backend_pid(), pid);
-  auto r = (*s)->execute("job-b", "SELECT nope", 1000, nullptr, false);
+  auto r = (*s)->execute("job-b", "SELECT nope", 1000, nullptr, false, nullptr);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->what, pg::outcome::failed);
   EXPECT_EQ(r->error.message, "column \"nope\" does not exist");
@@ -303,7 +303,7 @@ struct backend_ports : runner_ports {
       auto s = sql.connect(key, "pw");
       if (!s)
         return std::string{"connect: "} + message_of(s.error());
-      auto r = (*s)->execute(job_id, "SELECT pg_sleep(30)", 0, nullptr, false);
+      auto r = (*s)->execute(job_id, "SELECT pg_sleep(30)", 0, nullptr, false, nullptr);
       if (!r)
         return std::string{"execute: "} + message_of(r.error());
       return std::string{pg::to_string(r->what)} + ": " + r->error.sqlstate + " "
