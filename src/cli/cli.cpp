@@ -22,6 +22,7 @@ int run(int argc, char** argv) {
     add_dev(app),
     add_submit(app),
     add_get(app),
+    add_results(app),
     add_cancel(app),
     add_list(app),
     add_watch(app),

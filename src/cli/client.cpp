@@ -84,25 +84,33 @@ struct api_client::impl {
     }
   }
 
-  std::optional<api_reply> finish(const httplib::Result& res, double extra_wait_s) const {
+  /// False (printed) for no answer or a non-2xx one.
+  bool answered_2xx(const httplib::Result& res, double extra_wait_s) const {
     if (!res) {
       fail(describe(res.error(), extra_wait_s));
-      return std::nullopt;
+      return false;
     }
+    if (res->status >= 200 && res->status < 300)
+      return true;
     auto body = json::parse(res->body, nullptr, false);
     auto status = std::to_string(res->status);
-    if (res->status < 200 || res->status >= 300) {
-      auto msg = body.is_discarded() ? std::string{} : error_message(body);
-      if (msg.empty()) {
-        auto text = one_line(res->body, 100);
-        msg = opts.url + " answered HTTP " + status + (text.empty() ? "" : ": " + text)
-              + (res->status == 404 ? " (is --url a batchq API?)" : "");
-      } else {
-        msg += " (HTTP " + status + ")";
-      }
-      fail(msg);
-      return std::nullopt;
+    auto msg = body.is_discarded() ? std::string{} : error_message(body);
+    if (msg.empty()) {
+      auto text = one_line(res->body, 100);
+      msg = opts.url + " answered HTTP " + status + (text.empty() ? "" : ": " + text)
+            + (res->status == 404 ? " (is --url a batchq API?)" : "");
+    } else {
+      msg += " (HTTP " + status + ")";
     }
+    fail(msg);
+    return false;
+  }
+
+  std::optional<api_reply> finish(const httplib::Result& res, double extra_wait_s) const {
+    if (!answered_2xx(res, extra_wait_s))
+      return std::nullopt;
+    auto body = json::parse(res->body, nullptr, false);
+    auto status = std::to_string(res->status);
     if (body.is_discarded()) {
       fail("the server at " + opts.url + " answered HTTP " + status
            + " with a body that is not JSON (is --url a batchq API?)");
@@ -152,6 +160,17 @@ std::optional<api_reply> api_client::get(const std::string& path, const name_val
   auto res = impl_->http.Get(path, p, httplib::Headers{});
   impl_->set_wait(0);
   return impl_->finish(res, extra_wait_s);
+}
+
+std::optional<std::string> api_client::get_text(const std::string& path,
+                                               const name_values& params) {
+  httplib::Params p;
+  for (const auto& [k, v] : params)
+    p.emplace(k, v);
+  auto res = impl_->http.Get(path, p, httplib::Headers{});
+  if (!impl_->answered_2xx(res, 0))
+    return std::nullopt;
+  return res->body;
 }
 
 std::optional<api_reply> api_client::post_json(const std::string& path, const std::string& body,

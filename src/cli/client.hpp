@@ -76,6 +76,8 @@ public:
   /// long poll.
   std::optional<api_reply> get(const std::string& path, const name_values& params = {},
                                double extra_wait_s = 0);
+  /// A GET whose 2xx body is not JSON (CSV): the body as received.
+  std::optional<std::string> get_text(const std::string& path, const name_values& params = {});
   std::optional<api_reply> post_json(const std::string& path, const std::string& body,
                                      const name_values& headers = {});
   std::optional<api_reply> del(const std::string& path);

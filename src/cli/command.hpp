@@ -28,6 +28,8 @@ struct command {
 command add_serve(CLI::App& program);
 /// `batchq submit` (submit.cpp).
 command add_submit(CLI::App& program);
+/// `batchq results` (results.cpp).
+command add_results(CLI::App& program);
 /// `batchq get` (get.cpp).
 command add_get(CLI::App& program);
 /// `batchq cancel`: through the API, or `--direct` through Redis (cancel.cpp).

@@ -165,6 +165,97 @@ void fallback_lines(std::ostringstream& out, const std::string& indent,
 
 } // namespace
 
+namespace {
+
+std::string result_text(const nlohmann::json& v) {
+  if (v.is_string())
+    return v.get<std::string>();
+  return v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string tsv_escape(const std::string& x) {
+  std::string out;
+  for (char c : x) {
+    switch (c) {
+      case '\\': out += "\\\\"; break;
+      case '\t': out += "\\t"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+/// Display width in code points (UTF-8 continuation bytes do not count).
+size_t width_of(const std::string& x) {
+  size_t n = 0;
+  for (unsigned char c : x)
+    n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+} // namespace
+
+std::string render_result_rows(const nlohmann::json& columns,
+                               const std::vector<nlohmann::json>& rows, bool table) {
+  std::vector<std::string> names;
+  if (columns.is_array())
+    for (const auto& c : columns)
+      names.push_back(c.is_object() ? c.value("name", "") : std::string{});
+  auto cell = [&](const nlohmann::json& row, size_t i) -> std::string {
+    if (!row.is_array() || i >= row.size())
+      return {};
+    const auto& v = row[i];
+    if (v.is_null())
+      return table ? "NULL" : "\\N";
+    return table ? one_line(result_text(v), 40) : tsv_escape(result_text(v));
+  };
+  std::string out;
+  if (!table) {
+    for (size_t i = 0; i < names.size(); ++i)
+      out += (i ? "\t" : "") + tsv_escape(names[i]);
+    out += '\n';
+    for (const auto& row : rows) {
+      for (size_t i = 0; i < names.size(); ++i)
+        out += (i ? "\t" : "") + cell(row, i);
+      out += '\n';
+    }
+    return out;
+  }
+  std::vector<size_t> widths;
+  for (const auto& n : names)
+    widths.push_back(width_of(n));
+  std::vector<std::vector<std::string>> cells;
+  for (const auto& row : rows) {
+    cells.emplace_back();
+    for (size_t i = 0; i < names.size(); ++i) {
+      cells.back().push_back(cell(row, i));
+      widths[i] = std::max(widths[i], width_of(cells.back().back()));
+    }
+  }
+  auto line = [&](const std::vector<std::string>& xs) {
+    std::string l;
+    for (size_t i = 0; i < xs.size(); ++i) {
+      if (i)
+        l += "  ";
+      l += xs[i];
+      if (i + 1 < xs.size())
+        l += std::string(widths[i] - width_of(xs[i]), ' ');
+    }
+    return l + "\n";
+  };
+  out += line(names);
+  std::vector<std::string> rule;
+  for (auto w : widths)
+    rule.push_back(std::string(w, '-'));
+  out += line(rule);
+  for (const auto& c : cells)
+    out += line(c);
+  out += "(" + std::to_string(rows.size()) + (rows.size() == 1 ? " row" : " rows") + ")\n";
+  return out;
+}
+
 bool is_final_status(const std::string& status) {
   return status == "done" || status == "failed" || status == "cancelled" || status == "unknown";
 }

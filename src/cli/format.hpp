@@ -18,6 +18,16 @@
 
 namespace batchq::cli {
 
+/// Kept result rows (SPEC §11) for `batchq results`: `columns` is the page's
+/// [{"name", "type"}], `rows` its arrays of JSON values. `table`: aligned
+/// columns under a header and a rule, values cut to 40 characters, NULL shown
+/// as `NULL` (a terminal). Otherwise TSV: a header line, fields joined by tabs,
+/// `\`, tab, LF and CR escaped as PostgreSQL's text format does (`\\`, `\t`,
+/// `\n`, `\r`), NULL as `\N`. Strings appear without quotes; other values as
+/// JSON.
+std::string render_result_rows(const nlohmann::json& columns,
+                               const std::vector<nlohmann::json>& rows, bool table);
+
 /// Whether `status` is final (SPEC §3.3: done, failed, cancelled, unknown).
 bool is_final_status(const std::string& status);
 

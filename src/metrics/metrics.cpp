@@ -106,6 +106,12 @@ std::string render(const registry& r, const std::vector<sample>& extra) {
   header(out, "batchq_postgres_round_trips_total", "counter",
          "Statements sent to PostgreSQL by this node's job sessions (one round trip each).");
   out << "batchq_postgres_round_trips_total " << r.postgres_round_trips.load() << '\n';
+  header(out, "batchq_result_bytes_kept_total", "counter",
+         "Bytes of kept result rows (stored form) this node's runners wrote to Redis.");
+  out << "batchq_result_bytes_kept_total " << r.result_bytes_kept.load() << '\n';
+  header(out, "batchq_result_rows_kept_total", "counter",
+         "Kept result rows this node's runners wrote to Redis.");
+  out << "batchq_result_rows_kept_total " << r.result_rows_kept.load() << '\n';
   write_labelled(out, "batchq_cancel_requests_total",
                  "Cancels of pending or running jobs requested at this node, by how they were "
                  "carried out.",

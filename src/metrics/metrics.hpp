@@ -76,6 +76,10 @@ struct registry {
   /// batchq_postgres_round_trips_total: statements sent by job sessions
   /// (each waits for its results: one round trip).
   std::atomic<uint64_t> postgres_round_trips{0};
+  /// batchq_result_bytes_kept_total / batchq_result_rows_kept_total: stored
+  /// rows of kept results (SPEC §11) this node's runners appended to Redis.
+  std::atomic<uint64_t> result_bytes_kept{0};
+  std::atomic<uint64_t> result_rows_kept{0};
   /// batchq_cancel_requests_total{path=...}, indexed like cancel_paths.
   std::array<std::atomic<uint64_t>, cancel_paths.size()> cancel_requests{};
   /// batchq_cluster_messages_refused_total{reason=...}, indexed like refusal_reasons.

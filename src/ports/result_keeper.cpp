@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "src/metrics/metrics.hpp"
+
 namespace batchq::ports {
 
 std::string columns_json(const std::vector<job::result_column>& columns) {
@@ -66,8 +68,13 @@ void result_keeper::flush(bool finished) {
     return;
   pending_.finished = finished;
   auto r = store_.append(job_id_, step_, run_, pending_);
-  if (!r)
+  if (!r) {
     failure_ = std::move(r.error());
+  } else {
+    auto& m = metrics::global();
+    m.result_bytes_kept.fetch_add(static_cast<uint64_t>(pending_.bytes), std::memory_order_relaxed);
+    m.result_rows_kept.fetch_add(pending_.rows.size(), std::memory_order_relaxed);
+  }
   bool truncated = pending_.truncated;
   pending_ = redis::results_batch{};
   pending_.truncated = truncated; // sticky in the meta too; sent again harmlessly

@@ -40,10 +40,10 @@ std::string write_file(const std::string& text) {
 TEST(ClientCommands, EveryClientCommandExplainsItselfWithHelp) {
   auto top = run_cli({"--help"});
   ASSERT_EQ(top.exit_code, 0) << top;
-  for (auto cmd : {"submit", "get", "cancel", "list", "watch", "wip", "user"})
+  for (auto cmd : {"submit", "get", "results", "cancel", "list", "watch", "wip", "user"})
     EXPECT_TRUE(contains(top.out, std::string{"  "} + cmd + " ")) << cmd << "\n" << top;
 
-  for (auto cmd : {"submit", "get", "cancel", "list", "watch", "wip"}) {
+  for (auto cmd : {"submit", "get", "results", "cancel", "list", "watch", "wip"}) {
     // A key in the environment is never echoed by the help.
     auto r = run_cli({cmd, "--help"}, {{"BATCHQ_API_KEY", "sekrit-key-123"}});
     EXPECT_EQ(r.exit_code, 0) << cmd << "\n" << r;
@@ -205,6 +205,32 @@ TEST(ClientCommands, SubmitWaitOfAUnifiedJsonFileFollowsTheJobToDoneAndExitsZero
   ASSERT_TRUE(j["query"].is_array()) << again;
   EXPECT_EQ(j["query"].size(), 2u);
   EXPECT_EQ(j["query"][1].value("status", ""), "done");
+}
+
+TEST(ClientCommands, ResultsPrintsTheKeptRowsAsTsvCsvAndJson) {
+  START_NODE(node);
+  account a;
+  auto r = run_cli({"submit", "@-", "--wait", "--json"}, a.env(node),
+                   R"J({"query": "SELECT g AS n, E'a\\tb' AS t, NULL::int AS z FROM generate_series(1, 3) g",
+                        "results": true})J");
+  ASSERT_EQ(r.exit_code, 0) << r;
+  auto id = json::parse(r.out, nullptr, false).value("job_id", "");
+  a.track(id);
+  auto tsv = run_cli({"results", id}, a.env(node)); // piped: TSV
+  ASSERT_EQ(tsv.exit_code, 0) << tsv;
+  EXPECT_EQ(tsv.out, "n\tt\tz\n1\ta\\tb\t\\N\n2\ta\\tb\t\\N\n3\ta\\tb\t\\N\n") << tsv;
+  auto csv = run_cli({"results", id, "0", "--csv"}, a.env(node));
+  ASSERT_EQ(csv.exit_code, 0) << csv;
+  EXPECT_EQ(csv.out, "n,t,z\n1,a\tb,\n2,a\tb,\n3,a\tb,\n") << csv;
+  auto js = run_cli({"results", id, "--json"}, a.env(node));
+  ASSERT_EQ(js.exit_code, 0) << js;
+  auto doc = json::parse(js.out, nullptr, false);
+  EXPECT_EQ(doc["rows"], json::parse(R"([[1,"a\tb",null],[2,"a\tb",null],[3,"a\tb",null]])"))
+    << js;
+  EXPECT_EQ(doc["row_count"], 3);
+  auto none = run_cli({"results", id, "4"}, a.env(node));
+  EXPECT_EQ(none.exit_code, 1) << none;
+  EXPECT_TRUE(contains(none.err, "Job " + id + " has no step 4 (HTTP 404)")) << none;
 }
 
 TEST(ClientCommands, SubmitWaitOfAFailingJobExitsOneAndShowsWhy) {

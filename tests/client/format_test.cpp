@@ -281,3 +281,25 @@ TEST(ClientFormat, PathSegmentsArePercentEncoded) {
 
 } // namespace
 } // namespace batchq::cli
+
+namespace batchq::cli {
+namespace {
+
+TEST(ResultRows, ATerminalGetsAlignedColumnsAndPipesGetEscapedTsv) {
+  auto columns = nlohmann::json::parse(R"([{"name":"n","type":"int4"},{"name":"label","type":"text"},
+                                            {"name":"j","type":"jsonb"}])");
+  std::vector<nlohmann::json> rows{nlohmann::json::parse(R"([1, "ä\tb", {"k": 1}])"),
+                                   nlohmann::json::parse(R"([22, null, null])")};
+  EXPECT_EQ(render_result_rows(columns, rows, true),
+            "n   label  j\n"
+            "--  -----  -------\n"
+            "1   ä b    {\"k\":1}\n"
+            "22  NULL   NULL\n"
+            "(2 rows)\n");
+  EXPECT_EQ(render_result_rows(columns, rows, false),
+            "n\tlabel\tj\n1\tä\\tb\t{\"k\":1}\n22\t\\N\t\\N\n");
+  EXPECT_EQ(render_result_rows(columns, {}, true), "n  label  j\n-  -----  -\n(0 rows)\n");
+}
+
+} // namespace
+} // namespace batchq::cli

@@ -76,6 +76,12 @@ TEST_F(results_http, AJobKeepsItsRowsAndServesThemAsJsonPagesAndCsv) {
   EXPECT_GT(kept["bytes"].get<int64_t>(), 2500 * 20) << done;
   EXPECT_EQ(kept["truncated"], false) << done;
   EXPECT_EQ(done.doc["query"][1]["results"], false) << done;
+  auto metrics = call(*node, "GET", "/metrics").body;
+  EXPECT_NE(metrics.find("batchq_result_rows_kept_total 2500\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("batchq_result_bytes_kept_total "
+                         + std::to_string(kept["bytes"].get<int64_t>()) + "\n"),
+            std::string::npos)
+    << metrics;
 
   // Three pages of 1,000, 1,000 and 500 rows, linked by `next`.
   std::vector<json> rows;
