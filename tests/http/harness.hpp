@@ -111,6 +111,7 @@ public:
   }
 
   uint16_t port() const { return port_; }
+  pid_t pid() const { return proc_.pid(); }
   const std::string& id() const { return id_; }
   std::string log() const { return proc_.output(); }
 

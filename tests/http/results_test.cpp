@@ -3,6 +3,7 @@
 // `GET .../sql/job/{id}/results/{step}` serves them as JSON pages and as CSV,
 // with every error of SPEC §11. Harness: harness.hpp.
 #include <chrono>
+#include <fstream>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -15,6 +16,16 @@ using namespace batchq::test::http_api;
 using namespace std::chrono_literals;
 
 namespace {
+
+/// A "VmRSS:"/"VmHWM:" line of /proc/<pid>/status in kB (0 if unreadable).
+long status_kb(pid_t pid, const std::string& field) {
+  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(field, 0) == 0)
+      return std::stol(line.substr(field.size()));
+  return 0;
+}
 
 struct results_http : ::testing::Test {
   accounts acc;
@@ -158,7 +169,7 @@ TEST_F(results_http, AJobKeepsItsRowsAndServesThemAsJsonPagesAndCsv) {
   EXPECT_EQ(foreign.body.find("r,1"), std::string::npos);
 }
 
-TEST_F(results_http, AStepStillRunningIs409AndARowsPastTheCapAreLeftOutAsTruncated) {
+TEST_F(results_http, AStepStillRunningIs409AndRowsPastTheCapAreLeftOutAsTruncated) {
   auto node = start({"--results.max-bytes=20000"});
   auto user = acc.create_user();
   auto id = create(*node, user,
@@ -206,6 +217,49 @@ TEST_F(results_http, AFormBodyAsksWithResultsTrueAndAFailedStepKeepsNothing) {
   ASSERT_EQ(none.status, 200) << none;
   EXPECT_EQ(none.doc["row_count"], 0);
   EXPECT_TRUE(none.doc["rows"].empty());
+}
+
+TEST_F(results_http, AResultFarLargerThanTheCapKeepsTheNodesMemoryFlat) {
+  auto node = start(); // results.max-bytes: 16 MiB
+  auto user = acc.create_user();
+  // About 300 MB of rows, 18 times the cap.
+  auto id = create(*node, user,
+                   R"j({"query": "select g, repeat('x', 1000) from generate_series(1, 300000) g",
+                        "results": true})j");
+  auto before_kb = status_kb(node->pid(), "VmHWM:");
+  ASSERT_GT(before_kb, 0);
+  auto done = wait_final(*node, user, id);
+  ASSERT_EQ(done.doc["status"], "done") << done;
+  auto grew_mb = (status_kb(node->pid(), "VmHWM:") - before_kb) / 1024;
+  EXPECT_LT(grew_mb, 64) << "the node's peak grew " << grew_mb << " MB";
+  auto page = get(*node, user, id + "/results/0?limit=1");
+  ASSERT_EQ(page.status, 200) << page;
+  EXPECT_EQ(page.doc["truncated"], true);
+  auto rows = page.doc["row_count"].get<int64_t>();
+  EXPECT_GT(rows, 15000); // 16 MiB of ~1,012-byte rows
+  EXPECT_LT(rows, 17000);
+}
+
+TEST_F(results_http, KeptRowsExpireWithTheirJob) {
+  auto node = start({"--batch.finished-jobs-ttl=1"});
+  auto user = acc.create_user();
+  auto id = create(*node, user, R"({"query": "select 1 as one", "results": true})");
+  ASSERT_EQ(wait_final(*node, user, id).doc["status"], "done");
+  redis::client c{redis::endpoint{"127.0.0.1", static_cast<uint16_t>(redis_port()), batch_db}};
+  // The rows carry the job's TTL (or are already gone with it).
+  auto pttl = c.command({"PTTL", redis::keys::results(id)});
+  ASSERT_TRUE(pttl);
+  EXPECT_TRUE(pttl->integer == -2 || (pttl->integer > 0 && pttl->integer <= 1000)) << pttl->integer;
+  EXPECT_TRUE(wait_until(
+    [&] {
+      auto e = c.command({"EXISTS", redis::keys::results(id), redis::keys::job(id)});
+      return e && e->integer == 0;
+    },
+    10s))
+    << "the job or its rows outlived the TTL";
+  auto gone = get(*node, user, id + "/results/0");
+  EXPECT_EQ(gone.status, 404) << gone;
+  EXPECT_EQ(gone.error(), "Job with id " + id + " not found");
 }
 
 } // namespace
