@@ -87,6 +87,7 @@ struct sizes {
   int cancel_jobs = 4;
   int heavy_jobs = 1000;
   int light_users = 50;
+  int result_rows = 1000000;
 };
 
 sizes sizes_for(bool smoke) {
@@ -98,6 +99,7 @@ sizes sizes_for(bool smoke) {
     s.cancel_jobs = 2;
     s.heavy_jobs = 40;
     s.light_users = 5;
+    s.result_rows = 2000;
   } else {
     s.drained = {{8, 100}, {1, 300}, {200, 5}, {10000, 1}};
   }
@@ -163,6 +165,7 @@ void start_node(world& w, node& n, const std::string& role) {
             "--cluster.node-id=" + n.id,
             "--batch.capacity=4",
             "--batch.rescan-interval=3600",
+            "--results.max-bytes=1073741824", // the results scenario keeps all of its rows
             "--log.level=warning"};
   o.argv.insert(o.argv.end(), w.opt.node_args.begin(), w.opt.node_args.end());
   o.log_path = n.log_path;
@@ -647,6 +650,55 @@ std::string fairness(world& w) {
          + " light users' single jobs waited (target < 60)";
 }
 
+std::string psql_path() {
+  if (auto pg = dev::find_postgres()) {
+    auto p = pg->bindir + "/psql";
+    if (dev::is_executable(p))
+      return p;
+  }
+  return "psql";
+}
+
+/// One job keeping every row of an N-row result (SPEC §11), woken by PUBLISH,
+/// until done; against `COPY (same query) TO STDOUT (FORMAT csv)` through psql
+/// into /dev/null, in the same run.
+std::string results_throughput(world& w) {
+  auto n = std::to_string(w.sz.result_rows);
+  auto sql = "select g, md5(g::text) as h, g * 1.5 as x from generate_series(1, " + n + ") g";
+  auto copy_cmd = psql_path() + " -X -q -h 127.0.0.1 -p " + std::to_string(w.opt.pg_port)
+                  + " -U postgres -d postgres -c \"COPY (" + sql
+                  + ") TO STDOUT (FORMAT csv)\" > /dev/null";
+  auto t_copy = clock_type::now();
+  if (std::system(copy_cmd.c_str()) != 0)
+    fatal("psql COPY failed: " + copy_cmd);
+  auto copy_s = seconds_since(t_copy);
+
+  auto b = write_jobs(w, "r", 1, 1, sql);
+  auto id = b.ids.at(b.users.front()).front();
+  auto c = w.batch();
+  if (auto r = c.command({"HSET", redis::keys::job(id), "results", "true"}); !r)
+    fatal("HSET results: " + message_of(r.error()));
+  auto a = before(w);
+  auto t0 = clock_type::now();
+  wake(w, b.users);
+  wait_final(w, b, 600);
+  auto took = seconds_since(t0);
+  auto z = after(w);
+  require_all_done(w, b, "results");
+  auto meta = c.command({"HGET", redis::keys::job(id), "results:0"});
+  auto doc = nlohmann::json::parse(meta && meta->is_string() ? meta->str : "{}", nullptr, false);
+  auto rows = doc.is_object() ? doc.value("rows", int64_t{0}) : 0;
+  auto bytes = doc.is_object() ? doc.value("bytes", int64_t{0}) : 0;
+  c.command({"DEL", redis::keys::results(id)});
+  auto mb = static_cast<double>(bytes) / 1e6;
+  return "results: 1 job keeping " + std::to_string(rows) + " rows (" + fixed(mb, 1)
+         + " MB stored) in " + fixed(took, 2) + " s = " + fixed(rows / took, 0) + " rows/s, "
+         + fixed(mb / took, 1) + " MB/s; psql COPY of the same query to /dev/null "
+         + fixed(copy_s, 2) + " s = " + fixed(w.sz.result_rows / copy_s, 0)
+         + " rows/s; ratio " + fixed(copy_s / took, 3) + " of COPY; worker CPU "
+         + fixed(z.cpu_s - a.cpu_s, 2) + " s";
+}
+
 int run(const options& opt) {
   world w;
   w.opt = opt;
@@ -695,6 +747,8 @@ int run(const options& opt) {
     out(cancel_latency(w));
   if (wanted("fairness"))
     out(fairness(w));
+  if (wanted("results"))
+    out(results_throughput(w));
 
   stop_node(w.api);
   stop_node(w.worker);
@@ -723,7 +777,7 @@ int main(int argc, char** argv) {
   app.add_flag("--smoke", opt.smoke, "tiny sizes: every scenario once, quickly");
   app.add_option("--pgbench-seconds", opt.pgbench_seconds, "duration of each pgbench run");
   app.add_option("--node-arg", opt.node_args, "an extra flag for both nodes (repeatable)");
-  app.add_option("--only", opt.only, "scenarios: drained, trickle, cancel, fairness (repeatable)");
+  app.add_option("--only", opt.only, "scenarios: drained, trickle, cancel, fairness, results (repeatable)");
   app.add_flag("--keep", opt.keep, "keep the run directory (node logs, report)");
   CLI11_PARSE(app, argc, argv);
   batchq::harness::set_tag("bench");
