@@ -7,6 +7,8 @@
 #include <exception>
 #include <memory>
 #include <new>
+#include <set>
+#include <cstdlib>
 #include <thread>
 #include <condition_variable>
 #include <mutex>
@@ -347,6 +349,38 @@ job::result_row row_of(const PGresult* r, int i) {
       out.emplace_back(std::nullopt);
     else
       out.emplace_back(std::string{PQgetvalue(r, i, c), static_cast<size_t>(PQgetlength(r, i, c))});
+  }
+  return out;
+}
+
+// Passes everything on to the job's sink and notes the column types that
+// have no built-in name, for one pg_type lookup after the statement.
+struct naming_sink : pg::row_sink {
+  pg::row_sink* next = nullptr;
+  std::set<uint32_t> unnamed;
+
+  void begin_result(std::vector<job::result_column> columns) override {
+    for (const auto& c : columns)
+      if (c.type_name.empty())
+        unnamed.insert(c.type_oid);
+    next->begin_result(std::move(columns));
+  }
+  void row(job::result_row r) override { next->row(std::move(r)); }
+};
+
+// "oid name,oid name,..." (the lookup's string_agg) as a map.
+std::map<uint32_t, std::string> parse_type_names(const std::string& text) {
+  std::map<uint32_t, std::string> out;
+  size_t i = 0;
+  while (i < text.size()) {
+    auto end = text.find(',', i);
+    if (end == std::string::npos)
+      end = text.size();
+    auto item = text.substr(i, end - i);
+    auto sp = item.find(' ');
+    if (sp != std::string::npos)
+      out[static_cast<uint32_t>(std::strtoul(item.c_str(), nullptr, 10))] = item.substr(sp + 1);
+    i = end + 1;
   }
   return out;
 }
@@ -759,9 +793,11 @@ caf::expected<statement_result> session::execute(std::string_view job_id, std::s
   text.reserve(prefix.size() + sql.size());
   text += prefix;
   text += sql;
+  naming_sink naming;
+  naming.next = rows;
   auto ex = round_trip(c, impl_->flight, text, nullptr, token, false,
                        bounds_for(timeout_ms, opts_.result_grace), opts_.result_grace,
-                       rows_mode::single, rows);
+                       rows_mode::single, rows != nullptr ? &naming : nullptr);
   if (ex.lost)
     return lost(ex);
   if (forget_timeout_after || may_change_timeout(sql))
@@ -776,6 +812,19 @@ caf::expected<statement_result> session::execute(std::string_view job_id, std::s
     if (ex.timed_out && res.what == outcome::failed && res.error.sqlstate == "57014")
       res.error.message = "canceling statement due to statement timeout (" + std::to_string(timeout_ms)
                           + " ms, enforced by batchq)";
+  } else if (!naming.unnamed.empty()) {
+    // Names of types the built-in table lacks (user-defined, extensions').
+    // pg_type is readable by every role; an aborted transaction block left by
+    // the job makes the lookup fail, and the names stay empty.
+    std::string oids = "{";
+    for (auto oid : naming.unnamed)
+      oids += (oids.size() > 1 ? "," : "") + std::to_string(oid);
+    oids += "}";
+    auto names = query_value("SELECT string_agg(oid::text || ' ' || typname::text, ',') "
+                             "FROM pg_type WHERE oid = ANY($1::oid[])",
+                             {oids});
+    if (names && *names)
+      rows->type_names(parse_type_names(**names));
   }
   return res;
 }

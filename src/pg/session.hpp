@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,6 +45,11 @@ public:
 
   /// The next row of the current result, in PostgreSQL's text forms.
   virtual void row(job::result_row row) = 0;
+
+  /// After a statement that succeeded: the names (`pg_type.typname`) of the
+  /// column types begin_result gave without one, looked up in one more round
+  /// trip. Not called when there were none or the lookup failed.
+  virtual void type_names(const std::map<uint32_t, std::string>& names) { (void)names; }
 };
 
 /// A statement PostgreSQL refused or aborted. `message` is the server's

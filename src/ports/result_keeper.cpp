@@ -34,6 +34,18 @@ void result_keeper::begin_result(std::vector<job::result_column> columns) {
   }
   began_ = true;
   pending_.columns_json = columns_json(columns);
+  columns_ = std::move(columns);
+}
+
+void result_keeper::type_names(const std::map<uint32_t, std::string>& names) {
+  bool changed = false;
+  for (auto& c : columns_)
+    if (auto it = names.find(c.type_oid); c.type_name.empty() && it != names.end()) {
+      c.type_name = it->second;
+      changed = true;
+    }
+  if (changed)
+    pending_.columns_json = columns_json(columns_);
 }
 
 void result_keeper::row(job::result_row row) {

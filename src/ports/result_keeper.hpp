@@ -37,6 +37,8 @@ public:
 
   void begin_result(std::vector<job::result_column> columns) override;
   void row(job::result_row row) override;
+  /// Fills in the current result's unnamed column types (sent with the last append).
+  void type_names(const std::map<uint32_t, std::string>& names) override;
 
   /// The statement ended. `succeeded`: its rows are complete (the last
   /// append says `finished`); otherwise the step keeps nothing of it (its
@@ -56,6 +58,8 @@ private:
   int64_t bytes_before_;
   keeper_limits limits_;
   redis::results_batch pending_;
+  /// The current result's columns.
+  std::vector<job::result_column> columns_;
   /// Stored-row bytes of the current result (appended and pending).
   int64_t result_bytes_ = 0;
   /// A result began in this statement (the next one restarts the step).

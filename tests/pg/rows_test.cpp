@@ -188,6 +188,12 @@ struct recording_sink : pg::row_sink {
     ASSERT_FALSE(results.empty()) << "a row before its result began";
     results.back().rows.push_back(std::move(r));
   }
+  std::map<uint32_t, std::string> names;
+  int namings = 0;
+  void type_names(const std::map<uint32_t, std::string>& n) override {
+    names = n;
+    ++namings;
+  }
 };
 
 struct pg_row_sink : pg::test::superuser_pool_test {
@@ -203,6 +209,7 @@ struct pg_row_sink : pg::test::superuser_pool_test {
 TEST_F(pg_row_sink, ASinkGetsTheColumnsThenEveryRowInOrder) {
   auto r = run("SELECT g AS n, g::text AS t, NULL::int4 AS z FROM generate_series(1, 3000) g");
   EXPECT_EQ(r.what, pg::outcome::succeeded);
+  EXPECT_EQ(sink.namings, 0) << "every type is built in: no lookup";
   ASSERT_EQ(sink.results.size(), 1u);
   auto& k = sink.results[0];
   EXPECT_EQ(k.columns, (std::vector<result_column>{
@@ -232,7 +239,7 @@ TEST_F(pg_row_sink, EachStatementOfAStringBeginsItsOwnResultAndOneWithoutRowsAnE
   EXPECT_TRUE(sink.results[4].columns.empty()); // DROP TABLE: the string's last statement
 }
 
-TEST_F(pg_row_sink, AnUnknownTypeHasItsOidAndNoNameYet) {
+TEST_F(pg_row_sink, AnUnknownTypeIsNamedFromPgTypeAfterTheStatement) {
   auto t = batchq::test::unique_name("bq_mood");
   pg::test::admin_exec("CREATE TYPE " + t + " AS ENUM ('ok', 'sad')");
   auto r = run("SELECT 'sad'::" + t + " AS m");
@@ -242,6 +249,9 @@ TEST_F(pg_row_sink, AnUnknownTypeHasItsOidAndNoNameYet) {
   EXPECT_NE(sink.results[0].columns[0].type_oid, 0u);
   EXPECT_EQ(sink.results[0].columns[0].type_name, "");
   EXPECT_EQ(sink.results[0].rows, (std::vector<result_row>{{"sad"}}));
+  EXPECT_EQ(sink.namings, 1);
+  EXPECT_EQ(sink.names, (std::map<uint32_t, std::string>{
+                          {sink.results[0].columns[0].type_oid, t}}));
   pg::test::admin_exec("DROP TYPE " + t);
 }
 
