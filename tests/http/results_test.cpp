@@ -243,6 +243,37 @@ TEST_F(results_http, AResultFarLargerThanTheCapKeepsTheNodesMemoryFlat) {
   EXPECT_LT(rows, 17000);
 }
 
+TEST_F(results_http, AStepRetriedAfterADrainKeepsEachRowExactlyOnce) {
+  auto user = acc.create_user();
+  std::string id;
+  {
+    auto first = start({"--batch.shutdown-grace=0"});
+    id = create(*first, user,
+                R"({"query": "select g, pg_sleep(0.001) from generate_series(1, 3000) g",
+                    "results": true})");
+    // Some batches of the first run are in Redis when the node is drained.
+    ASSERT_TRUE(wait_until(
+      [&] {
+        auto m = acc.job_hash(id);
+        auto it = m.find("results:0");
+        return it != m.end() && json::parse(it->second, nullptr, false).value("rows", 0) >= 500;
+      },
+      20s))
+      << "the first run kept nothing";
+    ASSERT_EQ(first->stop(20s), std::optional<int>{0}) << first->log();
+    EXPECT_EQ(acc.status(id), "pending") << "the drain did not requeue the job";
+  }
+  auto second = start();
+  auto done = wait_final(*second, user, id);
+  ASSERT_EQ(done.doc["status"], "done") << done;
+  auto page = get(*second, user, id + "/results/0?limit=10000");
+  ASSERT_EQ(page.status, 200) << page;
+  EXPECT_EQ(page.doc["row_count"], 3000);
+  ASSERT_EQ(page.doc["rows"].size(), 3000u);
+  for (size_t i = 0; i < 3000; ++i)
+    ASSERT_EQ(page.doc["rows"][i][0], static_cast<int64_t>(i + 1)) << "row " << i;
+}
+
 TEST_F(results_http, KeptRowsExpireWithTheirJob) {
   auto node = start({"--batch.finished-jobs-ttl=1"});
   auto user = acc.create_user();
