@@ -137,8 +137,10 @@ void get_results(context& ctx, const httplib::Request& req, httplib::Response& r
     return;
   }
   if (!s.kept || !s.kept->finished) {
-    // Never begun and never to be (skipped, cancelled before it ran): nothing kept.
-    if (job::is_final(s.status) && !s.kept)
+    // Never begun and never to be (skipped, cancelled before it ran), or never
+    // completed in a job that is over (its last append was refused or lost):
+    // nothing is kept.
+    if ((job::is_final(s.status) && !s.kept) || job::is_final(j->status))
       keeps_none();
     else
       write_error(res, 409, "Step " + step_text + " of job " + job_id + " has not finished");

@@ -274,6 +274,31 @@ TEST_F(results_http, AStepRetriedAfterADrainKeepsEachRowExactlyOnce) {
     ASSERT_EQ(page.doc["rows"][i][0], static_cast<int64_t>(i + 1)) << "row " << i;
 }
 
+TEST_F(results_http, ACancelledStepKeepsNothingOfItsStatement) {
+  auto node = start();
+  auto user = acc.create_user();
+  auto id = create(*node, user,
+                   R"({"query": "select g, pg_sleep(0.001) from generate_series(1, 100000) g",
+                       "results": true})");
+  ASSERT_TRUE(wait_until(
+    [&] {
+      auto m = acc.job_hash(id);
+      auto it = m.find("results:0");
+      return it != m.end() && json::parse(it->second, nullptr, false).value("rows", 0) >= 500;
+    },
+    20s));
+  auto d = call(*node, "DELETE", job_path(user, id), "", "", bearer(acc.key(user)));
+  ASSERT_EQ(d.status, 200) << d;
+  auto done = wait_final(*node, user, id);
+  ASSERT_EQ(done.doc["status"], "cancelled") << done;
+  auto page = get(*node, user, id + "/results/0");
+  ASSERT_EQ(page.status, 200) << page;
+  EXPECT_EQ(page.doc["row_count"], 0);
+  EXPECT_TRUE(page.doc["rows"].empty());
+  redis::client c{redis::endpoint{"127.0.0.1", static_cast<uint16_t>(redis_port()), batch_db}};
+  EXPECT_EQ(c.command({"LLEN", redis::keys::results(id)})->integer, 0);
+}
+
 TEST_F(results_http, KeptRowsExpireWithTheirJob) {
   auto node = start({"--batch.finished-jobs-ttl=1"});
   auto user = acc.create_user();
