@@ -3,6 +3,7 @@
 // `GET .../sql/job/{id}/results/{step}` serves them as JSON pages and as CSV,
 // with every error of SPEC §11. Harness: harness.hpp.
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 
@@ -148,6 +149,19 @@ TEST_F(results_http, AJobKeepsItsRowsAndServesThemAsJsonPagesAndCsv) {
     EXPECT_EQ(lines[3], R"(3,"r,3",,"{""g"" : 3}")");
     EXPECT_EQ(lines[2500], R"(2500,"r,2500",3750.0,"{""g"" : 2500}")");
   }
+  // Byte for byte what PostgreSQL's own COPY writes for the same query.
+  auto copy = "psql -X -q -h 127.0.0.1 -p " + std::to_string(pg_port())
+              + " -U postgres -d postgres -c \"COPY (" + rows_sql
+              + ") TO STDOUT (FORMAT csv, HEADER)\"";
+  std::string expected;
+  if (FILE* p = ::popen(copy.c_str(), "r")) {
+    char buf[65536];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0)
+      expected.append(buf, n);
+    EXPECT_EQ(::pclose(p), 0) << copy;
+  }
+  EXPECT_EQ(get(*node, user, id + "/results/0?format=csv").body, expected);
 
   // The errors of SPEC §11.
   auto one = get(*node, user, id + "/results/1");
