@@ -39,7 +39,13 @@ bool write_job(httplib::Response& res, int status, const std::string& id,
   return true;
 }
 
-/// HGETALL of a job that must belong to `user`; writes 404 / 503 itself.
+bool is_final_status(const std::string& s) {
+  auto st = job::parse_status(s);
+  return st && job::is_final(*st);
+}
+
+} // namespace
+
 std::optional<redis::field_map> read_own_job(context& ctx, httplib::Response& res,
                                              const std::string& id, const std::string& user) {
   auto c = ctx.batch.checkout();
@@ -54,13 +60,6 @@ std::optional<redis::field_map> read_own_job(context& ctx, httplib::Response& re
   }
   return std::move(**r);
 }
-
-bool is_final_status(const std::string& s) {
-  auto st = job::parse_status(s);
-  return st && job::is_final(*st);
-}
-
-} // namespace
 
 // -- parameters -----------------------------------------------------------------
 

@@ -20,6 +20,7 @@
 
 #include "src/http/auth.hpp"
 #include "src/http/context.hpp"
+#include "src/redis/ops.hpp"
 
 namespace batchq::http {
 
@@ -48,6 +49,11 @@ parsed<std::vector<std::string>> parse_statuses(const std::string& text);
 bool valid_cursor(const std::string& text);
 /// An Idempotency-Key: 1 to 255 visible ASCII characters.
 bool valid_idempotency_key(const std::string& text);
+
+/// HGETALL of job `id`, which must belong to `user`; nullopt after writing
+/// 404 `Job with id <id> not found` (or the Redis error's answer) itself.
+std::optional<redis::field_map> read_own_job(context& ctx, httplib::Response& res,
+                                             const std::string& id, const std::string& user);
 
 /// `body`: the request body as received.
 void create_job(context& ctx, const httplib::Request& req, std::string_view body,

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "src/http/errors.hpp"
+#include "src/http/jobs.hpp"
 #include "src/job/record.hpp"
 #include "src/job/rows.hpp"
 #include "src/redis/ops.hpp"
@@ -102,19 +103,7 @@ std::string page_json(const std::string& job_id, size_t step,
 
 void get_results(context& ctx, const httplib::Request& req, httplib::Response& res,
                  const caller& who, const std::string& job_id, const std::string& step_text) {
-  auto fields = [&]() -> std::optional<redis::field_map> {
-    auto c = ctx.batch.checkout();
-    auto r = redis::read_job(*c, job_id);
-    if (!r) {
-      write_error(res, r.error());
-      return std::nullopt;
-    }
-    if (!*r || (*r)->count("user") == 0 || (*r)->at("user") != who.user) {
-      write_error(res, 404, "Job with id " + job_id + " not found");
-      return std::nullopt;
-    }
-    return std::move(**r);
-  }();
+  auto fields = read_own_job(ctx, res, job_id, who.user);
   if (!fields)
     return;
   auto j = job::decode(job_id, job::record(fields->begin(), fields->end()));

@@ -18,16 +18,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// A "VmRSS:"/"VmHWM:" line of /proc/<pid>/status in kB (0 if unreadable).
-long status_kb(pid_t pid, const std::string& field) {
-  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(field, 0) == 0)
-      return std::stol(line.substr(field.size()));
-  return 0;
-}
-
 struct results_http : ::testing::Test {
   accounts acc;
   test::serve::sql db;
@@ -54,6 +44,16 @@ struct results_http : ::testing::Test {
              httplib::Headers headers = {}) {
     headers.emplace("Authorization", "Bearer " + acc.key(user));
     return call(n, "GET", "/user/" + user + "/api/v2/sql/job/" + path_tail, "", "", headers);
+  }
+
+  /// Rows step `step` of job `id` has kept so far (its meta in the job's hash).
+  int64_t kept_rows(const std::string& id, size_t step) {
+    auto m = acc.job_hash(id);
+    auto it = m.find("results:" + std::to_string(step));
+    if (it == m.end())
+      return 0;
+    auto meta = json::parse(it->second, nullptr, false);
+    return meta.is_object() ? meta.value("rows", int64_t{0}) : 0;
   }
 
   answer wait_final(const api_node& n, const std::string& user, const std::string& id) {
@@ -243,11 +243,11 @@ TEST_F(results_http, AResultFarLargerThanTheCapKeepsTheNodesMemoryFlat) {
   auto id = create(*node, user,
                    R"j({"query": "select g, repeat('x', 1000) from generate_series(1, 300000) g",
                         "results": true})j");
-  auto before_kb = status_kb(node->pid(), "VmHWM:");
+  auto before_kb = proc_status_kb(node->pid(), "VmHWM:");
   ASSERT_GT(before_kb, 0);
   auto done = wait_final(*node, user, id);
   ASSERT_EQ(done.doc["status"], "done") << done;
-  auto grew_mb = (status_kb(node->pid(), "VmHWM:") - before_kb) / 1024;
+  auto grew_mb = (proc_status_kb(node->pid(), "VmHWM:") - before_kb) / 1024;
   EXPECT_LT(grew_mb, 64) << "the node's peak grew " << grew_mb << " MB";
   auto page = get(*node, user, id + "/results/0?limit=1");
   ASSERT_EQ(page.status, 200) << page;
@@ -267,11 +267,7 @@ TEST_F(results_http, AStepRetriedAfterADrainKeepsEachRowExactlyOnce) {
                     "results": true})");
     // Some batches of the first run are in Redis when the node is drained.
     ASSERT_TRUE(wait_until(
-      [&] {
-        auto m = acc.job_hash(id);
-        auto it = m.find("results:0");
-        return it != m.end() && json::parse(it->second, nullptr, false).value("rows", 0) >= 500;
-      },
+      [&] { return kept_rows(id, 0) >= 500; },
       20s))
       << "the first run kept nothing";
     ASSERT_EQ(first->stop(20s), std::optional<int>{0}) << first->log();
@@ -295,11 +291,7 @@ TEST_F(results_http, ACancelledStepKeepsNothingOfItsStatement) {
                    R"({"query": "select g, pg_sleep(0.001) from generate_series(1, 100000) g",
                        "results": true})");
   ASSERT_TRUE(wait_until(
-    [&] {
-      auto m = acc.job_hash(id);
-      auto it = m.find("results:0");
-      return it != m.end() && json::parse(it->second, nullptr, false).value("rows", 0) >= 500;
-    },
+    [&] { return kept_rows(id, 0) >= 500; },
     20s));
   auto d = call(*node, "DELETE", job_path(user, id), "", "", bearer(acc.key(user)));
   ASSERT_EQ(d.status, 200) << d;

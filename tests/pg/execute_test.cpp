@@ -1,5 +1,7 @@
 // Integration tests for session::execute on the real PostgreSQL: messages,
 // timeouts, round trips, multi-statement strings, pg_stat_activity.
+#include <unistd.h>
+
 #include <fstream>
 #include <future>
 #include <thread>
@@ -97,32 +99,18 @@ TEST_F(PgExecute, AMultiStatementStringRunsEveryStatement) {
   admin_exec("DROP TABLE " + t);
 }
 
-namespace {
-
-/// A "VmRSS:"/"VmHWM:" line of /proc/self/status in kB (0 if unreadable).
-long status_kb(const std::string& field) {
-  std::ifstream in{"/proc/self/status"};
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(field, 0) == 0)
-      return std::stol(line.substr(field.size()));
-  return 0;
-}
-
-} // namespace
-
 TEST_F(PgExecute, RowsOfAJobStatementAreReadOneAtATimeNotHeldInMemory) {
   auto c = conn();
   // Two results of about 100 MB each in one string: were either read whole,
   // libpq would hold all of it at once.
   const std::string big = "SELECT g, repeat('x', 1000) FROM generate_series(1, 100000) g";
   std::ofstream{"/proc/self/clear_refs"} << "5"; // VmHWM := VmRSS (Linux >= 4.0)
-  auto rss_before = status_kb("VmRSS:");
+  auto rss_before = batchq::test::proc_status_kb(::getpid(), "VmRSS:");
   ASSERT_GT(rss_before, 0);
   auto r = c->execute("job-big", big + "; " + big, 0);
   ASSERT_TRUE(r) << batchq::message_of(r.error());
   EXPECT_EQ(r->what, outcome::succeeded) << r->error.message;
-  auto grew_mb = (status_kb("VmHWM:") - rss_before) / 1024;
+  auto grew_mb = (batchq::test::proc_status_kb(::getpid(), "VmHWM:") - rss_before) / 1024;
   EXPECT_LT(grew_mb, 64) << "the test process peaked " << grew_mb << " MB above its size";
   EXPECT_TRUE(c->idle_outside_transaction());
 }

@@ -7,7 +7,10 @@
 // skips): run the suite through scripts/test.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdlib>
+#include <fstream>
 #include <random>
 #include <string>
 
@@ -41,6 +44,16 @@ inline std::string unique_name(const std::string& prefix) {
   for (int i = 0; i < 12; ++i)
     s += hex[rng() % 16];
   return s;
+}
+
+/// A "VmRSS:"/"VmHWM:" line of /proc/<pid>/status in kB (0 if unreadable).
+inline long proc_status_kb(pid_t pid, const std::string& field) {
+  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(field, 0) == 0)
+      return std::stol(line.substr(field.size()));
+  return 0;
 }
 
 } // namespace batchq::test

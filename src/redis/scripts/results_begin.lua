@@ -22,12 +22,17 @@ if status ~= 'running' then
 end
 local step = tonumber(ARGV[2])
 local stop, bytes = 0, 0
-for j = 0, step - 1 do
-  local m = redis.call('HGET', KEYS[1], 'results:' .. j)
-  if m then
-    local t = cjson.decode(m)
-    stop = t.start + t.rows
-    bytes = bytes + t.bytes
+if step > 0 then
+  local fields = {}
+  for j = 0, step - 1 do
+    fields[#fields + 1] = 'results:' .. j
+  end
+  for _, m in ipairs(redis.call('HMGET', KEYS[1], unpack(fields))) do
+    if m then
+      local t = cjson.decode(m)
+      stop = t.start + t.rows
+      bytes = bytes + t.bytes
+    end
   end
 end
 if stop == 0 then
