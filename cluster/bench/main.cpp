@@ -15,19 +15,28 @@
 //                from pg_stat_activity, p50/p99;
 //   fairness     one user with many jobs queued first, then 50 users with one
 //                job each: the heavy user's jobs that finished between the
-//                light users' wake-up and the last light job's end.
+//                light users' wake-up and the last light job's end;
+//   floor        the drained sizes again, run by the worker's own per-job code
+//                (turn script, job model, pooled session) from plain threads
+//                of this process, without actors (floor.hpp): what the actor
+//                path costs, and what the per-job work itself costs;
+//   results      one job keeping a million rows, against psql's COPY.
 //
 // Per scenario also the worker's CPU per job (utime+stime of its process),
+// Redis' and PostgreSQL's CPU per job (their processes; Redis' time executing
+// commands from INFO commandstats),
 // the worker's Redis and PostgreSQL round trips per job (its /metrics
 // counters), the Redis commands per job (INFO commandstats, commands inside
 // scripts included, the driver's own polling subtracted) and the worker's
 // peak RSS. `--smoke` runs tiny sizes (CI: shows that every scenario runs;
 // no timing is asserted anywhere).
 //
-//   batchq-bench --batchq build/batchq [--pg-port 5433] [--smoke]
+//   batchq-bench --batchq build/batchq [--pg-port 5433] [--smoke] [--only NAME]
+//                [--drained UxJ]...
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -46,12 +55,14 @@
 
 #include <unistd.h>
 
+#include "cluster/bench/floor.hpp"
 #include "cluster/harness/harness.hpp"
 #include "messages/error.hpp"
 #include "src/dev/binaries.hpp"
 #include "src/dev/net.hpp"
 #include "src/dev/process.hpp"
 #include "src/job/clock.hpp"
+#include "src/metrics/metrics.hpp"
 #include "src/redis/keys.hpp"
 
 using namespace std::chrono_literals;
@@ -76,6 +87,8 @@ struct options {
   std::vector<std::string> node_args;
   /// Only the scenarios whose name starts with one of these (all when empty).
   std::vector<std::string> only;
+  /// Sizes of the drained (and floor) scenarios instead of the defaults, "UxJ".
+  std::vector<std::string> drained;
 };
 
 struct sizes {
@@ -117,9 +130,14 @@ struct node {
 /// What is read before and after a scenario.
 struct snapshot {
   double cpu_s = 0;
+  /// CPU of redis-server and of every PostgreSQL process.
+  double redis_cpu_s = 0;
+  double pg_cpu_s = 0;
   uint64_t redis_rt = 0;
   uint64_t pg_rt = 0;
   std::map<std::string, uint64_t> cmdstats;
+  /// Microseconds Redis spent executing commands (INFO commandstats usec).
+  uint64_t cmd_usec = 0;
   clock_type::time_point at;
 };
 
@@ -137,6 +155,9 @@ struct world {
   double tps_c4 = 0;
   double tps_c1 = 0;
   int seq = 0;
+  pid_t redis_pid = 0;
+  /// The postmaster: its children are the PostgreSQL processes.
+  pid_t postmaster_pid = 0;
 
   redis::client batch() const { return redis->client(5); }
   std::string pg_conninfo() const {
@@ -194,19 +215,27 @@ void stop_node(node& n) {
 
 // -- measurements ---------------------------------------------------------------------
 
-double cpu_seconds(pid_t pid) {
+/// The fields of /proc/<pid>/stat after the command name (state first);
+/// empty when the process is gone.
+std::vector<std::string> stat_fields(pid_t pid) {
   std::ifstream in{"/proc/" + std::to_string(pid) + "/stat"};
   std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   auto close = all.rfind(')');
-  if (close == std::string::npos)
-    return 0;
+  std::vector<std::string> out;
+  if (close == std::string::npos || close + 2 > all.size())
+    return out;
   std::istringstream rest{all.substr(close + 2)};
-  std::string field;
-  double ticks = 0;
-  // Fields after the command: state(3) ... utime(14) stime(15).
-  for (int i = 3; i <= 15 && rest >> field; ++i)
-    if (i == 14 || i == 15)
-      ticks += std::stod(field);
+  for (std::string f; rest >> f;)
+    out.push_back(std::move(f));
+  return out;
+}
+
+double cpu_seconds(pid_t pid) {
+  // Field 3 (state) is index 0: utime is field 14, stime field 15.
+  auto f = stat_fields(pid);
+  if (f.size() < 13)
+    return 0;
+  auto ticks = std::stod(f[11]) + std::stod(f[12]);
   return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
@@ -218,6 +247,29 @@ double peak_rss_mib(pid_t pid) {
     if (line.rfind("VmHWM:", 0) == 0)
       return std::stod(line.substr(6)) / 1024.0;
   return 0;
+}
+
+/// The parent pid of `pid` (0 when gone): field 4.
+pid_t parent_of(pid_t pid) {
+  auto f = stat_fields(pid);
+  return f.size() < 2 ? 0 : static_cast<pid_t>(std::stol(f[1]));
+}
+
+/// CPU of the postmaster and all its children (backends, walwriter, ...);
+/// backends that exited are not counted (a node's pooled ones live on).
+double pg_cpu_seconds(pid_t postmaster) {
+  if (postmaster <= 0)
+    return 0;
+  double total = cpu_seconds(postmaster);
+  for (auto& e : std::filesystem::directory_iterator{"/proc"}) {
+    auto name = e.path().filename().string();
+    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit))
+      continue;
+    auto pid = static_cast<pid_t>(std::stol(name));
+    if (parent_of(pid) == postmaster)
+      total += cpu_seconds(pid);
+  }
+  return total;
 }
 
 uint64_t metric(const std::string& text, const std::string& name) {
@@ -237,7 +289,7 @@ std::string scrape(const node& n) {
   return r->body;
 }
 
-std::map<std::string, uint64_t> commandstats(world& w) {
+std::map<std::string, uint64_t> commandstats(world& w, uint64_t* usec = nullptr) {
   auto c = w.redis->client(0);
   auto r = c.command({"INFO", "commandstats"});
   if (!r)
@@ -254,6 +306,9 @@ std::map<std::string, uint64_t> commandstats(world& w) {
     if (colon == std::string::npos || calls == std::string::npos)
       continue;
     out[line.substr(8, colon - 8)] = std::stoull(line.substr(calls + 6));
+    auto us = line.find("usec=");
+    if (usec != nullptr && us != std::string::npos && line.compare(8, colon - 8, "info") != 0)
+      *usec += std::stoull(line.substr(us + 5));
   }
   return out;
 }
@@ -265,8 +320,10 @@ snapshot before(world& w) {
   auto m = scrape(w.worker);
   s.redis_rt = metric(m, "batchq_redis_round_trips_total");
   s.pg_rt = metric(m, "batchq_postgres_round_trips_total");
-  s.cmdstats = commandstats(w);
+  s.cmdstats = commandstats(w, &s.cmd_usec);
   s.cpu_s = cpu_seconds(w.worker.proc.pid());
+  s.redis_cpu_s = cpu_seconds(w.redis_pid);
+  s.pg_cpu_s = pg_cpu_seconds(w.postmaster_pid);
   s.at = clock_type::now();
   w.own.clear();
   return s;
@@ -277,7 +334,9 @@ snapshot after(world& w) {
   snapshot s;
   s.at = clock_type::now();
   s.cpu_s = cpu_seconds(w.worker.proc.pid());
-  s.cmdstats = commandstats(w);
+  s.redis_cpu_s = cpu_seconds(w.redis_pid);
+  s.pg_cpu_s = pg_cpu_seconds(w.postmaster_pid);
+  s.cmdstats = commandstats(w, &s.cmd_usec);
   auto m = scrape(w.worker);
   s.redis_rt = metric(m, "batchq_redis_round_trips_total") - w.scrape_rt;
   s.pg_rt = metric(m, "batchq_postgres_round_trips_total");
@@ -304,6 +363,9 @@ struct row {
   double ceiling = 0;
   std::string ceiling_name;
   double cpu_ms_per_job = 0;
+  double redis_cpu_ms_per_job = 0;
+  double redis_exec_ms_per_job = 0;
+  double pg_cpu_ms_per_job = 0;
   double redis_rt_per_job = 0;
   double redis_cmds_per_job = 0;
   double pg_rt_per_job = 0;
@@ -320,6 +382,10 @@ row make_row(world& w, std::string name, int jobs, const snapshot& a, const snap
   r.ceiling_name = std::move(ceiling_name);
   double n = jobs > 0 ? jobs : 1;
   r.cpu_ms_per_job = (b.cpu_s - a.cpu_s) * 1000 / n;
+  r.redis_cpu_ms_per_job = (b.redis_cpu_s - a.redis_cpu_s) * 1000 / n;
+  r.redis_exec_ms_per_job = static_cast<double>(b.cmd_usec - a.cmd_usec) / 1000 / n;
+  // Backends that exited meanwhile (pgbench's) take their CPU with them.
+  r.pg_cpu_ms_per_job = std::max(0.0, b.pg_cpu_s - a.pg_cpu_s) * 1000 / n;
   r.redis_rt_per_job = static_cast<double>(b.redis_rt - a.redis_rt) / n;
   r.redis_cmds_per_job = static_cast<double>(commands_between(w, a, b)) / n;
   r.pg_rt_per_job = static_cast<double>(b.pg_rt - a.pg_rt) / n;
@@ -335,7 +401,10 @@ std::string render(const row& r) {
     out << " = " << fixed(rate / r.ceiling, 3) << " of " << r.ceiling_name;
   out << "; worker CPU " << fixed(r.cpu_ms_per_job, 3) << " ms/job, Redis "
       << fixed(r.redis_rt_per_job, 2) << " round trips/job (" << fixed(r.redis_cmds_per_job, 1)
-      << " commands), PostgreSQL " << fixed(r.pg_rt_per_job, 2) << " round trips/job";
+      << " commands), PostgreSQL " << fixed(r.pg_rt_per_job, 2) << " round trips/job; CPU/job "
+      << "of Redis " << fixed(r.redis_cpu_ms_per_job, 3) << " ms (executing commands "
+      << fixed(r.redis_exec_ms_per_job, 3) << " ms), of PostgreSQL "
+      << fixed(r.pg_cpu_ms_per_job, 3) << " ms";
   if (!r.extra.empty())
     out << "; " << r.extra;
   return out.str();
@@ -516,6 +585,46 @@ row drained(world& w, int users, int per_user) {
   auto r = make_row(w, std::to_string(users) + " users x " + std::to_string(per_user), b.total,
                     a, z, one ? w.tps_c1 : w.tps_c4, one ? "pgbench -c 1" : "pgbench -c 4");
   r.extra = "worker peak RSS " + fixed(peak_rss_mib(w.worker.proc.pid()), 1) + " MiB";
+  return r;
+}
+
+/// The same jobs through the floor (cluster/bench/floor.hpp): the worker's
+/// own per-job code from plain threads of this process, no actors; the
+/// threads are as many as the node's capacity (one for a single user).
+row floor_drained(world& w, int users, int per_user) {
+  auto b = write_jobs(w, "f", users, per_user, "select 1");
+  auto& m = metrics::global();
+  auto take = [&] {
+    snapshot s;
+    s.at = clock_type::now();
+    s.cpu_s = cpu_seconds(::getpid());
+    s.redis_cpu_s = cpu_seconds(w.redis_pid);
+    s.pg_cpu_s = pg_cpu_seconds(w.postmaster_pid);
+    s.redis_rt = m.redis_round_trips.load();
+    s.pg_rt = m.postgres_round_trips.load();
+    s.cmdstats = commandstats(w, &s.cmd_usec);
+    return s;
+  };
+  auto a = take();
+  w.own.clear();
+  floor_config cfg;
+  cfg.redis_port = w.redis->port();
+  cfg.pg_port = static_cast<uint16_t>(w.opt.pg_port);
+  cfg.threads = users == 1 ? 1 : 4;
+  auto res = run_floor(cfg, b.users);
+  auto z = take();
+  require_all_done(w, b, "floor");
+  bool one = users == 1;
+  auto r = make_row(w, "floor " + std::to_string(users) + " users x " + std::to_string(per_user),
+                    b.total, a, z, one ? w.tps_c1 : w.tps_c4, one ? "pgbench -c 1" : "pgbench -c 4");
+  auto per_job = [&](int64_t us) { return fixed(static_cast<double>(us) / b.total, 0) + " us"; };
+  r.extra = "the same per-job code on " + std::to_string(cfg.threads)
+            + " plain thread(s) of the driver, no actors (its CPU is the driver's); wall per job "
+              "and thread: turn script "
+            + per_job(res.turn_us) + ", session taken " + per_job(res.take_us) + ", statement "
+            + per_job(res.statement_us) + ", session given back " + per_job(res.give_us);
+  if (res.jobs != b.total)
+    fatal("floor: " + std::to_string(res.jobs) + " jobs run of " + std::to_string(b.total));
   return r;
 }
 
@@ -703,6 +812,22 @@ int run(const options& opt) {
   world w;
   w.opt = opt;
   w.sz = sizes_for(opt.smoke);
+  if (!opt.drained.empty()) {
+    w.sz.drained.clear();
+    for (auto& d : opt.drained) {
+      auto x = d.find('x');
+      int users = 0;
+      int jobs = 0;
+      try {
+        users = x == std::string::npos ? 0 : std::stoi(d.substr(0, x));
+        jobs = x == std::string::npos ? 0 : std::stoi(d.substr(x + 1));
+      } catch (const std::exception&) {
+      }
+      if (users <= 0 || jobs <= 0)
+        fatal("--drained wants USERSxJOBS (e.g. 1x20000), not " + d);
+      w.sz.drained.emplace_back(users, jobs);
+    }
+  }
   w.dir = harness::make_run_dir("batchq-bench");
   auto rb = dev::find_redis_server();
   if (!rb)
@@ -715,6 +840,20 @@ int run(const options& opt) {
   w.tps_c1 = pgbench_tps(w, 1);
   say("ceiling: pgbench `select 1` -c 4: " + fixed(w.tps_c4, 0) + " tps, -c 1: "
       + fixed(w.tps_c1, 0) + " tps (" + std::to_string(opt.pgbench_seconds) + " s each)");
+
+  {
+    auto c = w.redis->client(0);
+    auto r = c.command({"INFO", "server"});
+    if (r && r->is_string()) {
+      auto p = r->str.find("process_id:");
+      if (p != std::string::npos)
+        w.redis_pid = static_cast<pid_t>(std::stol(r->str.substr(p + 11)));
+    }
+    pqxx::connection pg{w.pg_conninfo()};
+    pqxx::nontransaction tx{pg};
+    auto backend = static_cast<pid_t>(tx.exec("SELECT pg_backend_pid()")[0][0].as<long>());
+    w.postmaster_pid = parent_of(backend);
+  }
 
   start_node(w, w.worker, "worker");
   start_node(w, w.api, "api");
@@ -738,9 +877,24 @@ int run(const options& opt) {
     say(line);
     lines.push_back(std::move(line));
   };
-  if (wanted("drained"))
-    for (auto [users, per_user] : w.sz.drained)
-      out(render(drained(w, users, per_user)));
+  // Each size through the node, then through the floor right after it, so
+  // that the pair sees the same machine.
+  for (auto [users, per_user] : w.sz.drained) {
+    std::optional<row> node_row;
+    if (wanted("drained")) {
+      node_row = drained(w, users, per_user);
+      out(render(*node_row));
+    }
+    if (wanted("floor")) {
+      auto f = floor_drained(w, users, per_user);
+      out(render(f));
+      if (node_row && f.seconds > 0 && node_row->seconds > 0)
+        out("node / floor, " + node_row->name + ": "
+            + fixed(f.seconds / node_row->seconds, 2) + " of the floor's jobs/s, "
+            + fixed(node_row->cpu_ms_per_job / std::max(f.cpu_ms_per_job, 1e-6), 1)
+            + "x its CPU per job");
+    }
+  }
   if (wanted("trickle"))
     out(render(trickle(w)));
   if (wanted("cancel"))
@@ -777,7 +931,9 @@ int main(int argc, char** argv) {
   app.add_flag("--smoke", opt.smoke, "tiny sizes: every scenario once, quickly");
   app.add_option("--pgbench-seconds", opt.pgbench_seconds, "duration of each pgbench run");
   app.add_option("--node-arg", opt.node_args, "an extra flag for both nodes (repeatable)");
-  app.add_option("--only", opt.only, "scenarios: drained, trickle, cancel, fairness, results (repeatable)");
+  app.add_option("--only", opt.only, "scenarios: drained, floor, trickle, cancel, fairness, results (repeatable)");
+  app.add_option("--drained", opt.drained,
+                 "sizes of the drained and floor scenarios, USERSxJOBS (repeatable)");
   app.add_flag("--keep", opt.keep, "keep the run directory (node logs, report)");
   CLI11_PARSE(app, argc, argv);
   batchq::harness::set_tag("bench");
