@@ -35,8 +35,23 @@ const std::string& job_id_of(self_ptr self) {
   return self->state.ticket.job_id;
 }
 
-/// Ends the run: forgets the token, answers `run` with the state reached and
-/// quits. Idempotent.
+bool go_on(self_ptr self, job_outcome& out);
+
+/// Answers `run` with `out` unless the runner goes on by itself; a runner of
+/// one job then quits, a turn's runner waits for its next `run`.
+void end_run(self_ptr self, job_outcome out) {
+  auto& st = self->state;
+  if (go_on(self, out))
+    return;
+  // After a release (sent by this runner) the turn runs no other job.
+  bool released = out.step_sent && out.step.part == turn_part::release;
+  st.promise.deliver(std::move(out));
+  if (!st.turn || released)
+    self->quit();
+}
+
+/// Ends the run: forgets the token, answers `run` with the state reached (or
+/// goes on). Idempotent.
 void finish(self_ptr self, job_end how) {
   auto& st = self->state;
   if (st.finished)
@@ -65,8 +80,7 @@ void finish(self_ptr self, job_end how) {
                                     {"status", out.status},
                                     {"statements", std::to_string(st.statements_run)},
                                     {"elapsed_ms", std::to_string(elapsed)}});
-  st.promise.deliver(std::move(out));
-  self->quit();
+  end_run(self, std::move(out));
 }
 
 /// Why the token fired: the registry's reason for this run, or lease_lost
@@ -109,10 +123,13 @@ void send_pending(self_ptr self) {
   r.token = st.ticket.lease_token;
   r.part = turn_part::none;
   r.write.push_back(*st.pending);
+  auto run = st.run;
   self->request(st.status, st.cfg.status_timeout, turn_atom::value, std::move(r))
     .then(
       [=](const turn_answer&) {
         auto& st = self->state;
+        if (st.run != run || !st.pending)
+          return; // an answer for an earlier job of the turn
         for (const auto& [k, v] : st.pending->set)
           st.stored[k] = v;
         for (const auto& k : st.pending->del)
@@ -126,7 +143,7 @@ void send_pending(self_ptr self) {
       },
       [=](caf::error& err) {
         auto& st = self->state;
-        if (st.finished)
+        if (st.finished || st.run != run)
           return;
         if (transient(err)) {
           next_pause(st);
@@ -318,10 +335,11 @@ void record_outcome(self_ptr self, const job::statement& stmt, const job::outcom
 /// else `failed` as PostgreSQL said. Redis unreachable: the failure stands.
 void check_cancel_mark(self_ptr self, const job::statement& stmt, const job::outcome& failed) {
   auto& st = self->state;
+  auto run = st.run;
   self->request(st.status, st.cfg.status_timeout, cancel_mark_atom::value, job_id_of(self))
     .then(
       [=](bool marked) {
-        if (self->state.finished)
+        if (self->state.finished || self->state.run != run)
           return;
         if (marked) {
           log::info("statement cancelled by another node for a user's cancel",
@@ -332,7 +350,7 @@ void check_cancel_mark(self_ptr self, const job::statement& stmt, const job::out
         record_outcome(self, stmt, failed);
       },
       [=](caf::error& err) {
-        if (self->state.finished)
+        if (self->state.finished || self->state.run != run)
           return;
         log::warning("cancel mark not read; the statement's failure stands",
                      {{"job_id", job_id_of(self)}, {"error", self->system().render(err)}});
@@ -492,12 +510,136 @@ void do_step(self_ptr self) {
   write_progress(self, [=] { run_statement(self, stmt); });
 }
 
+/// Starts the run of `ticket` (the first job of a `run`, or the next one the
+/// runner claimed itself): a fresh per-job state, the token armed first.
+void begin_run(self_ptr self, job_ticket ticket) {
+  auto& st = self->state;
+  ++st.run;
+  st.started = true;
+  st.finished = false;
+  st.started_at = std::chrono::steady_clock::now();
+  st.ticket = std::move(ticket);
+  st.j = job::job{};
+  st.from_status.clear();
+  st.claim.clear();
+  st.stored.clear();
+  st.pending.reset();
+  st.on_written = nullptr;
+  st.retry_pause = std::chrono::milliseconds{0};
+  st.pending_statement.reset();
+  st.cap_ms.reset();
+  st.session.reset();
+  st.connect_error.reset();
+  st.statements_run = 0;
+  st.start_observed = false;
+  // Arm first: a cancel that came before is a tombstone, and the token is
+  // then born fired.
+  st.token = st.registry->arm(st.ticket.job_id, st.ticket.user, st.ticket.lease_token);
+  *st.armed = {st.ticket.job_id, st.token};
+  for (const auto& [k, v] : st.ticket.record) {
+    st.stored[k] = v;
+    if (k == "status")
+      st.from_status = v;
+    else if (k == "claim")
+      st.claim = v;
+  }
+  auto decoded = job::decode(st.ticket.job_id, st.ticket.record);
+  if (!decoded) {
+    // A record the model cannot read: answer it failed with the reason,
+    // so that it is not left `running` without an owner.
+    log::error("job record unreadable", {{"job_id", st.ticket.job_id},
+                                         {"user", st.ticket.user},
+                                         {"error", decoded.error().message}});
+    job_outcome out;
+    out.job_id = st.ticket.job_id;
+    out.how = job_end::finished;
+    out.written_status = st.from_status;
+    out.status = "failed";
+    out.set = {{"status", "failed"},
+               {"failed_reason", "invalid job record: " + decoded.error().message},
+               {"updated_at", job::iso8601(now())}};
+    st.finished = true;
+    st.registry->disarm(st.ticket.job_id, st.token.get());
+    *st.armed = {};
+    end_run(self, std::move(out));
+    return;
+  }
+  st.j = std::move(*decoded);
+  st.from_status = job::to_string(st.j.status);
+  log::debug("job runner started", {{"job_id", st.ticket.job_id}, {"user", st.ticket.user}});
+  self->send(self, step_atom::value);
+}
+
+/// `record` as stored after the end write of `out`, for the `job finished`
+/// line.
+field_pairs record_after(const job_runner_state& st, const job_outcome& out) {
+  field_pairs rec(st.stored.begin(), st.stored.end());
+  ports::overlay(rec, out.set, out.del);
+  return rec;
+}
+
+/// Going on (header): when the job ended plainly and the turn may claim
+/// another, sends the step that writes the end with the next claim; when that
+/// claims a job and the turn may still go on, tells the user_queue and starts
+/// it (true). False: `out` is to be answered, with the step when one was sent.
+bool go_on(self_ptr self, job_outcome& out) {
+  auto& st = self->state;
+  if (!st.turn || !st.turn->store || out.how != job_end::finished)
+    return false;
+  auto& t = *st.turn;
+  if (t.flags->fenced.load())
+    return false; // the user_queue sends nothing more; it carries the end
+  auto count = t.flags->jobs.load() + 1;
+  bool more = t.flags->go_on.load() && count < t.budget;
+  turn_request r = t.base;
+  r.part = more ? turn_part::next : turn_part::release;
+  if (!more)
+    r.inherit.clear();
+  r.write.clear();
+  job_write w;
+  w.job_id = out.job_id;
+  w.expected_status = out.written_status;
+  w.expected_claim = t.base.token;
+  w.to_status = out.status;
+  w.kind = write_kind::final;
+  w.set = out.set;
+  w.del = out.del;
+  r.write.push_back(std::move(w));
+  out.step_sent = true;
+  out.step = r; // as the user_queue would send it (the rules are applied again there)
+  auto a = ports::run_turn_step(*t.store, t.rules, r);
+  if (!a) {
+    out.step_error = std::move(a.error());
+    return false;
+  }
+  ports::log_job_finished(out.job_id, t.base.user, out.status, record_after(st, out),
+                          t.rules.clock());
+  if (st.claimed_by_status && t.ended_elsewhere) // the status actor keeps its record
+    t.ended_elsewhere->add(out.job_id);
+  if (!more || a->what != turn_outcome::job || a->jobs.empty() || !t.flags->go_on.load()
+      || t.flags->fenced.load()) {
+    out.step_answer = std::move(*a);
+    return false;
+  }
+  t.flags->jobs = count;
+  log::debug("job runner goes on", {{"job_id", out.job_id},
+                                    {"user", t.base.user},
+                                    {"next", a->jobs.front().job_id}});
+  self->send(t.queue, continued_atom::value,
+             job_continued{out.job_id, out.status, out.statements_run});
+  st.claimed_by_status = false;
+  begin_run(self, std::move(a->jobs.front()));
+  return true;
+}
+
 job_runner_impl::behavior_type
 job_runner_behavior(self_ptr self, runner_settings cfg, status_actor status,
                     std::shared_ptr<ports::job_environment> env,
                     std::shared_ptr<ports::sql_connector> sql,
-                    std::shared_ptr<pg::cancel_registry> registry) {
+                    std::shared_ptr<pg::cancel_registry> registry,
+                    std::shared_ptr<runner_turn> turn) {
   auto& st = self->state;
+  st.turn = std::move(turn);
   st.cfg = std::move(cfg);
   st.status = std::move(status);
   st.env = std::move(env);
@@ -513,51 +655,13 @@ job_runner_behavior(self_ptr self, runner_settings cfg, status_actor status,
     [=](run_atom, job_ticket& ticket) -> caf::typed_response_promise<job_outcome> {
       auto rp = self->make_response_promise<job_outcome>();
       auto& st = self->state;
-      if (st.started) {
+      if (st.started && !st.finished) {
         rp.deliver(make_error(ec::invalid_job, "this runner already runs a job"));
         return rp;
       }
-      st.started = true;
-      st.started_at = std::chrono::steady_clock::now();
       st.promise = rp;
-      st.ticket = std::move(ticket);
-      // Arm first: a cancel that came before is a tombstone, and the token is
-      // then born fired.
-      st.token = st.registry->arm(st.ticket.job_id, st.ticket.user, st.ticket.lease_token);
-      *st.armed = {st.ticket.job_id, st.token};
-      for (const auto& [k, v] : st.ticket.record) {
-        st.stored[k] = v;
-        if (k == "status")
-          st.from_status = v;
-        else if (k == "claim")
-          st.claim = v;
-      }
-      auto decoded = job::decode(st.ticket.job_id, st.ticket.record);
-      if (!decoded) {
-        // A record the model cannot read: answer it failed with the reason,
-        // so that it is not left `running` without an owner.
-        log::error("job record unreadable", {{"job_id", st.ticket.job_id},
-                                             {"user", st.ticket.user},
-                                             {"error", decoded.error().message}});
-        job_outcome out;
-        out.job_id = st.ticket.job_id;
-        out.how = job_end::finished;
-        out.written_status = st.from_status;
-        out.status = "failed";
-        out.set = {{"status", "failed"},
-                   {"failed_reason", "invalid job record: " + decoded.error().message},
-                   {"updated_at", job::iso8601(now())}};
-        st.finished = true;
-        st.registry->disarm(st.ticket.job_id, st.token.get());
-        *st.armed = {};
-        rp.deliver(std::move(out));
-        self->quit();
-        return rp;
-      }
-      st.j = std::move(*decoded);
-      st.from_status = job::to_string(st.j.status);
-      log::debug("job runner started", {{"job_id", st.ticket.job_id}, {"user", st.ticket.user}});
-      self->send(self, step_atom::value);
+      st.claimed_by_status = true;
+      begin_run(self, std::move(ticket));
       return rp;
     },
     [=](step_atom) { do_step(self); },
@@ -572,10 +676,10 @@ job_runner_actor spawn_job_runner(caf::actor_system& sys, const runner_settings&
                                   std::shared_ptr<ports::job_environment> env,
                                   std::shared_ptr<ports::sql_connector> sql,
                                   std::shared_ptr<pg::cancel_registry> registry,
-                                  bool detached) {
+                                  bool detached, std::shared_ptr<runner_turn> turn) {
   job_runner_impl h = spawn_maybe_detached(sys, detached, job_runner_behavior, cfg,
                                            std::move(status), std::move(env), std::move(sql),
-                                           std::move(registry));
+                                           std::move(registry), std::move(turn));
   return h;
 }
 

@@ -57,6 +57,24 @@
 // job ends `failed` with that failed_reason — the ordinary failure path of the
 // model.
 //
+// Going on (docs/performance.md "The floor"): a runner spawned with a
+// runner_turn (and a job store in it) lives for its user's whole turn and
+// writes the end of every job that ends plainly (`finished`) itself, on its
+// own thread and store, under the status actor's rules (ports::run_turn_step),
+// unless the turn is fenced: with the next claim while the turn's `go_on` flag
+// holds (the user_queue clears it on a yield or stop) and the budget has
+// room, else with the release. When that step claims a job and the turn may
+// still go on, it tells the user_queue (`continued`) and runs the claimed job
+// at once: no thread hand-off between two jobs of a user. Anything else — the
+// release, a step that failed or did not claim a job, a drained, lost or
+// aborted job, a fenced turn — answers `run` as before, with the step it
+// sent (if any) and that step's answer or error, and the user_queue carries
+// on from there as if it had sent the step itself: retries, the carry and the
+// release stay the user_queue's. After writing the end of a job the status
+// actor claimed, it adds the job to the status actor's ended_elsewhere list. A
+// runner without a runner_turn (a turn of one job, whose budget leaves nothing
+// to go on to; tests) runs one job per `run` and quits.
+//
 // Concurrency: execute BLOCKS (libpq) and the environment blocks (Redis), so
 // in production the actor is spawned detached (its own thread). One statement
 // per message: between two statements the mailbox is read. Cancels never go
@@ -64,6 +82,7 @@
 // spawn it on the test coordinator with fakes (detached = false).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -77,12 +96,14 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <caf/typed_response_promise.hpp>
 
+#include "actors/turn_flags.hpp"
 #include "messages/interfaces.hpp"
 #include "src/job/job.hpp"
 #include "src/job/progress.hpp"
 #include "src/pg/cancel_registry.hpp"
 #include "src/ports/ports.hpp"
 #include "src/ports/result_keeper.hpp"
+#include "src/ports/turn_step.hpp"
 
 namespace batchq {
 
@@ -103,6 +124,22 @@ struct runner_settings {
   std::shared_ptr<ports::result_store> results;
   /// results.max-bytes and the batching of the appends.
   ports::keeper_limits results_limits;
+};
+
+/// What a runner needs to go on by itself through its user's turn.
+struct runner_turn {
+  /// The turn's fields (user, token, host, slot, capacity, lease ttl,
+  /// inherit); part and write are filled per step.
+  turn_request base;
+  /// turn_grant::budget: at most this many jobs written in the turn.
+  int64_t budget = 0;
+  std::shared_ptr<turn_flags> flags;
+  user_queue_actor queue;
+  /// Filled by the node's runner factory; null: the runner never goes on.
+  std::shared_ptr<ports::job_store> store;
+  ports::turn_rules rules;
+  /// The status actor's (status_settings::ended_elsewhere); may be null.
+  std::shared_ptr<ports::ended_elsewhere> ended_elsewhere;
 };
 
 struct job_runner_state {
@@ -149,17 +186,26 @@ struct job_runner_state {
   bool start_observed = false;
   std::chrono::steady_clock::time_point started_at;
   caf::typed_response_promise<job_outcome> promise;
+  /// The turn it may go on through (null: one job per `run`).
+  std::shared_ptr<runner_turn> turn;
+  /// Counts the jobs run (answers meant for an earlier job are ignored).
+  uint64_t run = 0;
+  /// The current job came with `run` (claimed through the status actor, which
+  /// keeps its record until the end is written), not claimed by this runner.
+  bool claimed_by_status = false;
 
   static inline const char* name = "job_runner";
 };
 
-/// One runner per job. REQUIRES: env, sql, registry non-null. `detached` must
-/// be true whenever the ports block (production); tests pass false.
+/// A runner for one job, or (with `turn` and its store) for a user's turn.
+/// REQUIRES: env, sql, registry non-null. `detached` must be true whenever the
+/// ports block (production); tests pass false.
 job_runner_actor spawn_job_runner(caf::actor_system& sys, const runner_settings& cfg,
                                   status_actor status,
                                   std::shared_ptr<ports::job_environment> env,
                                   std::shared_ptr<ports::sql_connector> sql,
                                   std::shared_ptr<pg::cancel_registry> registry,
-                                  bool detached = true);
+                                  bool detached = true,
+                                  std::shared_ptr<runner_turn> turn = nullptr);
 
 } // namespace batchq

@@ -95,6 +95,8 @@ struct running_turn {
   std::string inherit;
   std::shared_ptr<pg::lease_deadline> deadline;
   time_point deadline_at;
+  /// Shared with the turn's user_queue and runner (turn_flags.hpp).
+  std::shared_ptr<turn_flags> flags = std::make_shared<turn_flags>();
 };
 
 struct scheduler_state {
@@ -292,7 +294,9 @@ void start_turn(self_ptr self, const std::string& user) {
   t.inherit = g.inherit;
   t.yielded = g.budget <= 1;
   auto now = self->clock().now();
-  t.queue = st.make_queue(self->system(), g, caf::actor_cast<scheduler_actor>(self));
+  if (t.yielded)
+    t.flags->go_on = false; // a turn of one job (someone waits) or of none (drain)
+  t.queue = st.make_queue(self->system(), g, caf::actor_cast<scheduler_actor>(self), t.flags);
   ++st.running_on[t.host];
   auto [it, added] = st.turns.emplace(user, std::move(t));
   arm_deadline(self, user, it->second, deadline_after(st.cfg, now));
@@ -312,6 +316,7 @@ void yield_for_waiting(self_ptr self) {
   for (auto& [user, t] : st.turns)
     if (!t.yielded && !t.fenced && someone_waits_for(st, t.host)) {
       t.yielded = true;
+      t.flags->go_on = false;
       self->send(t.queue, yield_atom::value, t.token);
     }
 }
@@ -386,6 +391,8 @@ void fence(self_ptr self, const std::string& user, running_turn& t, const char* 
   if (t.fenced)
     return;
   t.fenced = true;
+  t.flags->go_on = false;
+  t.flags->fenced = true;
   t.deadline->set(self->clock().now());
   log::warning("turn fenced", {{"user", user}, {"why", why}});
   self->send(self->state.canceller, stop_atom::value, user, t.token, stop_reason::lease_lost);
@@ -563,6 +570,7 @@ void stop_running(self_ptr self) {
     if (t.stopped || t.fenced)
       continue;
     t.stopped = true;
+    t.flags->go_on = false;
     log::info("drain stops user", {{"user", user}});
     self->send(st.canceller, stop_atom::value, user, t.token, stop_reason::drain);
     self->send(t.queue, stop_atom::value, t.token);
@@ -641,6 +649,7 @@ scheduler_impl::behavior_type scheduler(self_ptr self) {
       for (auto& [user, t] : st.turns)
         if (!t.fenced) {
           t.yielded = true;
+          t.flags->go_on = false;
           self->send(t.queue, yield_atom::value, t.token);
         }
       log::info("drain started", {{"running", std::to_string(st.turns.size())},

@@ -64,6 +64,7 @@
 
 #include <caf/actor_system.hpp>
 
+#include "actors/turn_flags.hpp"
 #include "messages/interfaces.hpp"
 #include "src/pg/cancel_registry.hpp"
 
@@ -96,8 +97,10 @@ struct scheduler_settings {
 
 /// Creates the user_queue of one turn (production: spawn_user_queue with the
 /// status actor, the canceller and a runner factory; tests spawn mocks).
-using user_queue_factory =
-  std::function<user_queue_actor(caf::actor_system&, turn_grant, scheduler_actor)>;
+/// `flags` are the turn's (turn_flags.hpp): the scheduler clears them as it
+/// tells the turn to yield, stop or fence.
+using user_queue_factory = std::function<user_queue_actor(
+  caf::actor_system&, turn_grant, scheduler_actor, std::shared_ptr<turn_flags> flags)>;
 
 /// Spawns the scheduler. `coordination` answers renewals, host lookups, the
 /// sweep and announcements; `canceller` receives `stop(user, token,

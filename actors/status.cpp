@@ -10,6 +10,7 @@
 #include "src/job/status.hpp"
 #include "src/log/log.hpp"
 #include "src/metrics/metrics.hpp"
+#include "src/ports/turn_step.hpp"
 
 namespace batchq {
 
@@ -18,80 +19,11 @@ namespace {
 /// How many finished job ids are remembered against double `job finished` lines.
 constexpr size_t logged_kept = 4096;
 
-std::string refusal(const std::string& from, const std::string& to) {
-  return "Cannot set status from " + from + " to " + to;
-}
-
-/// The state machine as the status actor applies it to writes (header comment).
-bool write_allowed(const job_write& w) {
-  auto from = job::parse_status(w.expected_status);
-  auto to = job::parse_status(w.to_status);
-  if (!from || !to)
-    return false;
-  switch (w.kind) {
-    case write_kind::progress:
-      return *from == job::status::running && *to == job::status::running;
-    case write_kind::final:
-      return *from == job::status::running && job::is_final(*to);
-    case write_kind::requeue:
-      return *from == job::status::running && *to == job::status::pending;
-  }
-  return false;
-}
-
 const std::string* find_field(const field_pairs& xs, const std::string& name) {
   for (const auto& [k, v] : xs)
     if (k == name)
       return &v;
   return nullptr;
-}
-
-/// `record` after a write that sets `set` and deletes `del`.
-void overlay(field_pairs& record, const field_pairs& set, const std::vector<std::string>& del) {
-  record.erase(std::remove_if(record.begin(), record.end(),
-                              [&](const auto& kv) {
-                                return std::find(del.begin(), del.end(), kv.first) != del.end();
-                              }),
-               record.end());
-  for (const auto& [k, v] : set) {
-    auto it = std::find_if(record.begin(), record.end(),
-                           [&](const auto& kv) { return kv.first == k; });
-    if (it != record.end())
-      it->second = v;
-    else
-      record.emplace_back(k, v);
-  }
-}
-
-/// "done,failed,skipped": the steps' statuses in order.
-std::string step_statuses(const job::job& j) {
-  std::string out;
-  for (const auto& s : j.steps) {
-    if (!out.empty())
-      out += ',';
-    out += job::to_string(s.status);
-  }
-  return out;
-}
-
-/// The SPEC §10 `job finished` line. `record` is the job's hash after the
-/// final write when known (empty otherwise: only job_id, user and status).
-void log_finished(const std::string& job_id, const std::string& user, const std::string& status,
-                  const field_pairs& record, job::time_point now) {
-  log::fields fs{{"job_id", job_id}, {"user", user}, {"status", status}};
-  if (auto created = find_field(record, "created_at")) {
-    if (auto t = job::parse_iso8601(*created)) {
-      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - *t).count();
-      fs.emplace_back("elapsed_ms", std::to_string(ms));
-    }
-  }
-  if (!record.empty()) {
-    auto j = job::decode(job_id, record);
-    if (j)
-      fs.emplace_back("steps", step_statuses(*j));
-  }
-  log::info("job finished", fs);
-  metrics::job_finished(status);
 }
 
 using self_ptr = status_actor::stateful_pointer<status_state>;
@@ -106,7 +38,7 @@ void finished_once(status_state& st, const std::string& job_id, const std::strin
     st.logged.erase(st.logged_order.front());
     st.logged_order.pop_front();
   }
-  log_finished(job_id, user, status, record, st.cfg.clock());
+  ports::log_job_finished(job_id, user, status, record, st.cfg.clock());
 }
 
 /// What the answer (or the error) of a turn step means for the records kept.
@@ -122,7 +54,7 @@ void remember(status_state& st, const turn_request& r, const caf::expected<turn_
     } else {
       field_pairs record;
       if (it != st.running.end()) {
-        overlay(it->second, w.set, w.del);
+        ports::overlay(it->second, w.set, w.del);
         record = it->second;
       }
       if (w.kind == write_kind::final)
@@ -151,20 +83,14 @@ status_actor::behavior_type status_behavior(status_actor::stateful_pointer<statu
   return {
     [=](turn_atom, turn_request& r) -> caf::result<turn_answer> {
       auto& st = self->state;
-      if (r.write.size() > 1)
-        return make_error(ec::invalid_job, "a turn step writes at most one job");
-      if (!r.write.empty()) {
-        auto& w = r.write.front();
-        if (!write_allowed(w))
-          return make_error(ec::invalid_transition, refusal(w.expected_status, w.to_status));
-        overlay(w.set, {{"status", w.to_status}}, {});
-      }
-      field_pairs claim;
-      if (r.part == turn_part::next)
-        claim = {{"status", "running"},
-                 {"node", st.cfg.node_id},
-                 {"updated_at", job::iso8601(st.cfg.clock())}};
-      auto a = st.store->turn(r, claim, st.cfg.finished_jobs_ttl);
+      if (st.cfg.ended_elsewhere)
+        for (const auto& id : st.cfg.ended_elsewhere->take())
+          st.running.erase(id);
+      ports::turn_rules rules{st.cfg.node_id, st.cfg.finished_jobs_ttl, st.cfg.clock};
+      auto claim = ports::prepare_turn_step(rules, r);
+      if (!claim)
+        return std::move(claim.error()); // refused before anything was sent
+      auto a = st.store->turn(r, *claim, rules.finished_jobs_ttl);
       remember(st, r, a);
       if (!a)
         return std::move(a.error());
@@ -203,7 +129,7 @@ status_actor::behavior_type status_behavior(status_actor::stateful_pointer<statu
         return std::move(r.error());
       if (!r->cancelled)
         return std::move(*r); // raced with a claim: status (and node) as now stored
-      overlay(*rec, upd.set, upd.del);
+      ports::overlay(*rec, upd.set, upd.del);
       finished_once(st, job_id, user, "cancelled", *rec);
       return pending_cancel{true, "cancelled", {}};
     },

@@ -62,6 +62,7 @@
 #include "messages/interfaces.hpp"
 #include "src/job/clock.hpp"
 #include "src/ports/ports.hpp"
+#include "src/ports/turn_step.hpp"
 
 namespace batchq {
 
@@ -72,6 +73,9 @@ struct status_settings {
   int64_t finished_jobs_ttl = 7200;
   /// The clock for `updated_at` and elapsed times; tests pin it.
   std::function<job::time_point()> clock = [] { return std::chrono::system_clock::now(); };
+  /// Jobs this actor claimed whose end a runner wrote (job_runner.hpp, "Going
+  /// on"): their records are dropped at the next step. May be null.
+  std::shared_ptr<ports::ended_elsewhere> ended_elsewhere;
 };
 
 struct status_state {

@@ -9,6 +9,7 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include "actors/job_runner.hpp"
 #include "actors/spawn.hpp"
 #include "messages/error.hpp"
 #include "src/config/settings.hpp"
@@ -64,6 +65,12 @@ struct user_queue_state {
   /// Orphans still to settle, oldest first.
   std::deque<job_ticket> orphans;
   turn_report report;
+  /// The turn's runner (one for the whole turn) and what it shares with it.
+  job_runner_actor runner;
+  /// The runner was spawned for the whole turn (it goes on by itself), not
+  /// for one job.
+  bool runner_lives_for_turn = false;
+  std::shared_ptr<turn_flags> flags = std::make_shared<turn_flags>();
 
   static inline const char* name = "user_queue";
 };
@@ -115,6 +122,8 @@ void end(self_ptr self, turn_end why) {
     st.report.carry.push_back(std::move(*st.unwritten));
     st.unwritten.reset();
   }
+  if (st.runner && st.runner_lives_for_turn)
+    self->send_exit(st.runner, caf::exit_reason::user_shutdown);
   log::debug("turn ended", {{"user", st.g.user},
                             {"why", to_string(why)},
                             {"jobs", std::to_string(st.report.jobs)},
@@ -139,6 +148,16 @@ void tell_started(self_ptr self) {
     return;
   st.started_sent = true;
   self->send(st.scheduler, started_atom::value, st.g.user, st.g.token);
+}
+
+/// What the turn's runner may do by itself (job_runner.hpp, "Going on"):
+/// only ever cleared, so the scheduler's own clearing is never undone.
+void share_flags(self_ptr self) {
+  auto& st = self->state;
+  if (st.last_job || st.stopping || st.fenced || st.g.budget <= 1)
+    st.flags->go_on = false;
+  if (st.fenced)
+    st.flags->fenced = true;
 }
 
 turn_request make_request(self_ptr self, turn_part part) {
@@ -171,51 +190,59 @@ void step(self_ptr self, turn_request r, std::function<void(turn_answer&)> ok,
   send_current(self);
 }
 
+void step_answered(self_ptr self, turn_answer& a);
+void step_failed(self_ptr self, caf::error& err);
+
 void send_current(self_ptr self) {
   auto& st = self->state;
   ++st.in_flight;
   self->request(st.deps.status, st.cfg.status_timeout, turn_atom::value, *st.current)
-    .then(
-      [=](turn_answer& a) {
-        auto& st = self->state;
-        --st.in_flight;
-        st.pause = std::chrono::milliseconds{0};
-        st.current.reset();
-        auto ok = std::move(st.on_answer);
-        st.on_answer = nullptr;
-        st.on_refused = nullptr;
-        ok(a);
-      },
-      [=](caf::error& err) {
-        auto& st = self->state;
-        --st.in_flight;
-        if (ended_if_fenced(self))
-          return;
-        if (transient(err)) {
-          st.pause = st.pause.count() == 0 ? st.cfg.retry_initial
-                                           : std::min(st.pause * 2, st.cfg.retry_max);
-          auto fs = who(self);
-          fs.emplace_back("retry_ms", std::to_string(st.pause.count()));
-          fs.emplace_back("error", render(err));
-          log::warning("turn step failed, retrying", fs);
-          ++st.in_flight; // the timer counts as work in flight
-          self->delayed_send(self, st.pause, retry_atom::value);
-          return;
-        }
-        if (is(err, ec::lease_lost)) {
-          auto fs = who(self);
-          fs.emplace_back("error", render(err));
-          log::warning("turn lost its lease", fs);
-          st.current.reset();
-          end(self, turn_end::fenced);
-          return;
-        }
-        st.current.reset();
-        auto refused = std::move(st.on_refused);
-        st.on_answer = nullptr;
-        st.on_refused = nullptr;
-        refused(err);
-      });
+    .then([=](turn_answer& a) { step_answered(self, a); },
+          [=](caf::error& err) { step_failed(self, err); });
+}
+
+/// The answer of the current step (in flight: counted in in_flight).
+void step_answered(self_ptr self, turn_answer& a) {
+  auto& st = self->state;
+  --st.in_flight;
+  st.pause = std::chrono::milliseconds{0};
+  st.current.reset();
+  auto ok = std::move(st.on_answer);
+  st.on_answer = nullptr;
+  st.on_refused = nullptr;
+  ok(a);
+}
+
+/// The error of the current step (in flight: counted in in_flight).
+void step_failed(self_ptr self, caf::error& err) {
+  auto& st = self->state;
+  --st.in_flight;
+  if (ended_if_fenced(self))
+    return;
+  if (transient(err)) {
+    st.pause = st.pause.count() == 0 ? st.cfg.retry_initial
+                                     : std::min(st.pause * 2, st.cfg.retry_max);
+    auto fs = who(self);
+    fs.emplace_back("retry_ms", std::to_string(st.pause.count()));
+    fs.emplace_back("error", render(err));
+    log::warning("turn step failed, retrying", fs);
+    ++st.in_flight; // the timer counts as work in flight
+    self->delayed_send(self, st.pause, retry_atom::value);
+    return;
+  }
+  if (is(err, ec::lease_lost)) {
+    auto fs = who(self);
+    fs.emplace_back("error", render(err));
+    log::warning("turn lost its lease", fs);
+    st.current.reset();
+    end(self, turn_end::fenced);
+    return;
+  }
+  st.current.reset();
+  auto refused = std::move(st.on_refused);
+  st.on_answer = nullptr;
+  st.on_refused = nullptr;
+  refused(err);
 }
 
 /// A refused write (the stored job changed under us): log, give the turn back.
@@ -322,6 +349,32 @@ void job_written(self_ptr self, const std::string& job_id, const std::string& st
     self->send(st.deps.canceller, final_atom::value, job_id, status);
 }
 
+/// Counts the end of a job the runner answered and keeps it as unwritten
+/// until its write lands; whether the turn goes on after it.
+bool count_end(self_ptr self, const job_outcome& o) {
+  auto& st = self->state;
+  bool requeue = o.how == job_end::drained;
+  ++st.report.jobs;
+  if (requeue)
+    ++st.report.requeued;
+  else
+    ++st.report.finished;
+  st.unwritten = unsettled_job{o.job_id, st.g.token, o.written_status, o.status, o.set, o.del};
+  return !requeue && !st.last_job && !st.stopping && st.report.jobs < st.g.budget;
+}
+
+/// The step that writes the end `o` goes on with (its continuations).
+void expect_end_written(self_ptr self, const job_outcome& o) {
+  auto& st = self->state;
+  auto job_id = o.job_id;
+  auto status = o.status;
+  st.on_answer = [=](turn_answer& a) {
+    job_written(self, job_id, status);
+    on_turn_answer(self, a);
+  };
+  st.on_refused = [=](const caf::error& err) { release_after_refusal(self, err); };
+}
+
 /// Writes the end of a job the runner answered, in the step that goes on.
 void write_end(self_ptr self, const job_outcome& o) {
   auto& st = self->state;
@@ -334,37 +387,64 @@ void write_end(self_ptr self, const job_outcome& o) {
   w.del = o.del;
   bool requeue = o.how == job_end::drained;
   w.kind = requeue ? write_kind::requeue : write_kind::final;
-  ++st.report.jobs;
-  if (requeue)
-    ++st.report.requeued;
-  else
-    ++st.report.finished;
-  st.unwritten = unsettled_job{o.job_id, st.g.token, o.written_status, o.status, o.set, o.del};
-  bool go_on = !requeue && !st.last_job && !st.stopping && st.report.jobs < st.g.budget;
+  bool go_on = count_end(self, o);
   auto r = make_request(self, go_on ? turn_part::next : turn_part::release);
   r.write.push_back(std::move(w));
-  auto job_id = o.job_id;
-  auto status = o.status;
-  step(self, std::move(r),
-       [=](turn_answer& a) {
-         job_written(self, job_id, status);
-         on_turn_answer(self, a);
-       },
-       [=](const caf::error& err) { release_after_refusal(self, err); });
+  if (ended_if_fenced(self))
+    return;
+  st.current = std::move(r);
+  expect_end_written(self, o);
+  send_current(self);
+}
+
+/// The runner sent the step writing the end `o` itself ("Going on"): carry on
+/// from its answer or its error as if this actor had sent it.
+void end_sent_by_runner(self_ptr self, job_outcome& o) {
+  auto& st = self->state;
+  count_end(self, o);
+  st.current = std::move(o.step);
+  expect_end_written(self, o);
+  ++st.in_flight; // answered below, as if it had been in flight
+  if (o.step_error)
+    step_failed(self, o.step_error);
+  else
+    step_answered(self, o.step_answer);
 }
 
 void run_job(self_ptr self, job_ticket ticket) {
   auto& st = self->state;
-  auto runner = st.deps.make_runner(self->system());
+  if (!st.runner) {
+    // A turn of one job has nothing to go on to: its runner runs that job and
+    // quits, as it always did (measured: the turn's runner costs more there).
+    std::shared_ptr<runner_turn> t;
+    if (st.g.budget > 1) {
+      t = std::make_shared<runner_turn>();
+      t->base = make_request(self, turn_part::none);
+      t->base.inherit = st.g.inherit;
+      t->budget = st.g.budget;
+      t->flags = st.flags;
+      t->queue = caf::actor_cast<user_queue_actor>(self);
+    }
+    st.runner_lives_for_turn = t != nullptr;
+    st.runner = st.deps.make_runner(self->system(), std::move(t));
+  }
+  share_flags(self);
+  st.flags->jobs = st.report.jobs;
   auto job_id = ticket.job_id;
   log::debug("job claimed", {{"user", st.g.user}, {"job_id", job_id}});
   ++st.in_flight;
-  self->request(runner, caf::infinite, run_atom::value, std::move(ticket))
+  self->request(st.runner, caf::infinite, run_atom::value, std::move(ticket))
     .then(
       [=](job_outcome& o) {
         auto& st = self->state;
         --st.in_flight;
+        if (!st.runner_lives_for_turn)
+          st.runner = nullptr; // it quit after its one job
         st.report.statements_run += o.statements_run;
+        if (o.step_sent) {
+          end_sent_by_runner(self, o);
+          return;
+        }
         if (o.how == job_end::lost || o.how == job_end::aborted || st.fenced) {
           if (o.how != job_end::aborted)
             st.unwritten = unsettled_job{o.job_id, st.g.token, o.written_status, o.status,
@@ -385,6 +465,7 @@ void run_job(self_ptr self, job_ticket ticket) {
       [=](caf::error& err) {
         auto& st = self->state;
         --st.in_flight;
+        st.runner = nullptr;
         log::error("job runner failed",
                    {{"user", st.g.user}, {"job_id", job_id}, {"error", render(err)}});
         // The job's state is unknown: the next turn recovers it as an orphan.
@@ -655,6 +736,7 @@ user_queue_impl::behavior_type user_queue(self_ptr self) {
     [=](yield_atom, const std::string& token) {
       if (token == self->state.g.token)
         self->state.last_job = true;
+      share_flags(self);
     },
     [=](stop_atom, const std::string& token) {
       auto& st = self->state;
@@ -662,16 +744,27 @@ user_queue_impl::behavior_type user_queue(self_ptr self) {
         return;
       st.last_job = true;
       st.stopping = true;
+      share_flags(self);
     },
     [=](fence_atom, const std::string& token) {
       auto& st = self->state;
       if (token != st.g.token || st.fenced)
         return;
       st.fenced = true;
+      share_flags(self);
       auto fs = who(self);
       fs.emplace_back("in_flight", std::to_string(st.in_flight));
       log::warning("turn fenced: lease deadline passed", fs);
       ended_if_fenced(self);
+    },
+    [=](continued_atom, job_continued& c) {
+      // The runner wrote the end of c.job_id with the next claim and runs
+      // the claimed job (job_runner.hpp, "Going on").
+      auto& st = self->state;
+      ++st.report.jobs;
+      ++st.report.finished;
+      st.report.statements_run += c.statements_run;
+      job_written(self, c.job_id, c.status);
     },
     [=](retry_atom) { retry(self); },
   };
@@ -681,9 +774,11 @@ user_queue_impl::behavior_type user_queue(self_ptr self) {
 
 user_queue_actor spawn_user_queue(caf::actor_system& sys, const user_queue_settings& cfg,
                                   turn_grant grant, scheduler_actor scheduler,
-                                  user_queue_deps deps) {
+                                  user_queue_deps deps, std::shared_ptr<turn_flags> flags) {
   user_queue_impl h = sys.spawn([=](self_ptr self) mutable {
     auto& st = self->state;
+    if (flags)
+      st.flags = std::move(flags);
     st.cfg = cfg;
     st.g = std::move(grant);
     st.scheduler = std::move(scheduler);

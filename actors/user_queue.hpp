@@ -64,6 +64,7 @@
 
 #include <caf/actor_system.hpp>
 
+#include "actors/turn_flags.hpp"
 #include "messages/interfaces.hpp"
 #include "src/job/progress.hpp"
 #include "src/ports/ports.hpp"
@@ -72,8 +73,12 @@ namespace batchq {
 
 struct settings;
 
-/// Spawns the runner of one job (production: spawn_job_runner with its ports).
-using job_runner_factory = std::function<job_runner_actor(caf::actor_system&)>;
+struct runner_turn;
+
+/// Spawns the runner of a turn (production: spawn_job_runner with its ports,
+/// and a job store in `turn` so that it may go on by itself; job_runner.hpp).
+using job_runner_factory =
+  std::function<job_runner_actor(caf::actor_system&, std::shared_ptr<runner_turn> turn)>;
 
 struct user_queue_settings {
   /// This node (cluster.node-id): its own orphans are never deferred.
@@ -107,10 +112,12 @@ struct user_queue_deps {
   std::shared_ptr<ports::backend_cancel> backends;
 };
 
-/// Spawns the user_queue of one turn; it starts on `run`.
+/// Spawns the user_queue of one turn; it starts on `run`. `flags` are the
+/// turn's, shared with the scheduler (turn_flags.hpp); null: its own.
 /// REQUIRES: deps.make_runner, deps.status.
 user_queue_actor spawn_user_queue(caf::actor_system& sys, const user_queue_settings& cfg,
                                   turn_grant grant, scheduler_actor scheduler,
-                                  user_queue_deps deps);
+                                  user_queue_deps deps,
+                                  std::shared_ptr<turn_flags> flags = nullptr);
 
 } // namespace batchq

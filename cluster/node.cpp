@@ -93,6 +93,9 @@ void exit_actor(Handle& h) {
 struct node::impl {
   std::shared_ptr<pg::cancel_registry> registry = std::make_shared<pg::cancel_registry>();
   std::shared_ptr<pg::pool> pool = std::make_shared<pg::pool>();
+  /// Jobs the status actor claimed whose end a runner wrote (job_runner.hpp).
+  std::shared_ptr<ports::ended_elsewhere> ended_elsewhere =
+    std::make_shared<ports::ended_elsewhere>();
   std::shared_ptr<ports::pg_backend_cancel> backends;
   status_actor status;
   coordination_actor coordination;
@@ -132,6 +135,7 @@ caf::error node::start() {
   status_settings status_cfg;
   status_cfg.node_id = s.cluster_node_id;
   status_cfg.finished_jobs_ttl = s.batch_finished_jobs_ttl;
+  status_cfg.ended_elsewhere = st.ended_elsewhere;
   st.status = spawn_status(sys_, status_cfg, std::make_shared<ports::redis_job_store>(ep));
 
   // canceller: this node's registry, other nodes through the middleman,
@@ -205,13 +209,28 @@ void node::start_worker(std::shared_ptr<ports::redis_job_environment> env) {
   deps.status = st.status;
   deps.canceller = st.canceller;
   deps.backends = st.backends;
-  deps.make_runner = [=](caf::actor_system& sys) {
-    return spawn_job_runner(sys, runner_cfg, status, env, connector, registry);
+  // A turn's runner writes its jobs' ends and claims the next job itself
+  // (job_runner.hpp, "Going on"), over a job store of its own: one per
+  // running turn, kept warm for the next turns.
+  auto stores = std::make_shared<ports::redis_job_store_pool>(
+    ep, static_cast<size_t>(std::max<int64_t>(1, s.batch_max_running)));
+  ports::turn_rules rules;
+  rules.node_id = s.cluster_node_id;
+  rules.finished_jobs_ttl = s.batch_finished_jobs_ttl;
+  auto ended_elsewhere = st.ended_elsewhere;
+  deps.make_runner = [=](caf::actor_system& sys, std::shared_ptr<runner_turn> turn) {
+    if (turn) {
+      turn->store = stores->take();
+      turn->rules = rules;
+      turn->ended_elsewhere = ended_elsewhere;
+    }
+    return spawn_job_runner(sys, runner_cfg, status, env, connector, registry, true,
+                            std::move(turn));
   };
   auto queue_cfg = user_queue_settings::from(s);
   user_queue_factory make_queue = [=](caf::actor_system& sys, turn_grant g,
-                                      scheduler_actor sched) {
-    return spawn_user_queue(sys, queue_cfg, std::move(g), sched, deps);
+                                      scheduler_actor sched, std::shared_ptr<turn_flags> flags) {
+    return spawn_user_queue(sys, queue_cfg, std::move(g), sched, deps, std::move(flags));
   };
 
   // coordination: the scheduler's own Redis connection (renewals, hosts,

@@ -44,6 +44,7 @@ using hosts_atom = caf::atom_constant<caf::atom("hosts")>;
 using orphans_atom = caf::atom_constant<caf::atom("orphans")>;
 using announce_atom = caf::atom_constant<caf::atom("announce")>;
 using settle_atom = caf::atom_constant<caf::atom("settle")>;
+using continued_atom = caf::atom_constant<caf::atom("continued")>;
 
 // -- status: the only writer of job state ------------------------------------------
 
@@ -73,8 +74,10 @@ using job_runner_actor = caf::typed_actor<
   // Runs the job's statements until it is final, drained, fenced or taken
   // away, writing progress (steps starting and ending) through status with
   // retries; answers with the state reached, which the user_queue writes
-  // together with the turn's next step. Blocking PostgreSQL calls happen here
-  // only, in a detached actor.
+  // together with the turn's next step — or, when the runner may go on by
+  // itself, after writing that step itself and running the jobs it claimed
+  // (answering for the last one). Blocking PostgreSQL calls happen here only,
+  // in a detached actor.
   caf::replies_to<run_atom, job_ticket>::with<job_outcome>,
   // Internal: runs the next statement (one per message, so the mailbox is read
   // between statements).
@@ -93,7 +96,10 @@ using user_queue_actor = caf::typed_actor<
   caf::reacts_to<fence_atom, std::string /*token*/>,
   // From the scheduler: the drain's grace is over; the running job goes back
   // to the head of its queue now.
-  caf::reacts_to<stop_atom, std::string /*token*/>>;
+  caf::reacts_to<stop_atom, std::string /*token*/>,
+  // From the turn's runner: it wrote a job's end with the next claim itself
+  // and runs the claimed job (job_runner.hpp, "Going on").
+  caf::reacts_to<continued_atom, job_continued>>;
 
 // -- scheduler: which user runs next -------------------------------------------------
 

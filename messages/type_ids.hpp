@@ -21,6 +21,7 @@ inline void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<turn_request>("batchq::turn_request");
   cfg.add_message_type<turn_answer>("batchq::turn_answer");
   cfg.add_message_type<job_outcome>("batchq::job_outcome");
+  cfg.add_message_type<job_continued>("batchq::job_continued");
   cfg.add_message_type<unsettled_job>("batchq::unsettled_job");
   cfg.add_message_type<orphan_sighting>("batchq::orphan_sighting");
   cfg.add_message_type<turn_grant>("batchq::turn_grant");

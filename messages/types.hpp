@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include <caf/error.hpp>
 #include <caf/meta/type_name.hpp>
 
 namespace batchq {
@@ -161,6 +162,22 @@ struct job_outcome {
   /// Statements sent to PostgreSQL (fairness: "fewest steps run so far").
   int32_t statements_run = 0;
   int64_t elapsed_ms = 0;
+  /// A runner that goes on by itself (job_runner.hpp, "Going on") sent the
+  /// step that writes this end: the step as sent, and its answer when it
+  /// landed, else its error. The user_queue carries on from there as if it
+  /// had sent the step itself.
+  bool step_sent = false;
+  turn_request step;
+  turn_answer step_answer;
+  caf::error step_error;
+};
+
+/// A runner went on by itself: the end of `job_id` is written (`status`) in
+/// the step that claimed the user's next job, which it runs now.
+struct job_continued {
+  std::string job_id;
+  std::string status;
+  int32_t statements_run = 0;
 };
 
 /// A job this node ran but could not finish writing (its turn was fenced):
@@ -337,7 +354,13 @@ typename Inspector::result_type inspect(Inspector& f, turn_answer& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_outcome& x) {
   return f(caf::meta::type_name("job_outcome"), x.job_id, x.how, x.written_status, x.status,
-           x.set, x.del, x.statements_run, x.elapsed_ms);
+           x.set, x.del, x.statements_run, x.elapsed_ms, x.step_sent, x.step, x.step_answer,
+           x.step_error);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, job_continued& x) {
+  return f(caf::meta::type_name("job_continued"), x.job_id, x.status, x.statements_run);
 }
 
 template <class Inspector>
@@ -416,7 +439,12 @@ inline bool operator==(const turn_answer& a, const turn_answer& b) {
 inline bool operator==(const job_outcome& a, const job_outcome& b) {
   return a.job_id == b.job_id && a.how == b.how && a.written_status == b.written_status
          && a.status == b.status && a.set == b.set && a.del == b.del
-         && a.statements_run == b.statements_run && a.elapsed_ms == b.elapsed_ms;
+         && a.statements_run == b.statements_run && a.elapsed_ms == b.elapsed_ms
+         && a.step_sent == b.step_sent && a.step == b.step && a.step_answer == b.step_answer
+         && a.step_error == b.step_error;
+}
+inline bool operator==(const job_continued& a, const job_continued& b) {
+  return a.job_id == b.job_id && a.status == b.status && a.statements_run == b.statements_run;
 }
 inline bool operator==(const unsettled_job& a, const unsettled_job& b) {
   return a.job_id == b.job_id && a.claim == b.claim && a.stored_status == b.stored_status

@@ -138,6 +138,8 @@ struct snapshot {
   std::map<std::string, uint64_t> cmdstats;
   /// Microseconds Redis spent executing commands (INFO commandstats usec).
   uint64_t cmd_usec = 0;
+  /// INFO stats total_connections_received.
+  uint64_t connections = 0;
   clock_type::time_point at;
 };
 
@@ -289,6 +291,16 @@ std::string scrape(const node& n) {
   return r->body;
 }
 
+/// INFO stats total_connections_received.
+uint64_t connections_received(world& w) {
+  auto c = w.redis->client(0);
+  auto r = c.command({"INFO", "stats"});
+  if (!r || !r->is_string())
+    return 0;
+  auto p = r->str.find("total_connections_received:");
+  return p == std::string::npos ? 0 : std::stoull(r->str.substr(p + 27));
+}
+
 std::map<std::string, uint64_t> commandstats(world& w, uint64_t* usec = nullptr) {
   auto c = w.redis->client(0);
   auto r = c.command({"INFO", "commandstats"});
@@ -321,6 +333,7 @@ snapshot before(world& w) {
   s.redis_rt = metric(m, "batchq_redis_round_trips_total");
   s.pg_rt = metric(m, "batchq_postgres_round_trips_total");
   s.cmdstats = commandstats(w, &s.cmd_usec);
+  s.connections = connections_received(w);
   s.cpu_s = cpu_seconds(w.worker.proc.pid());
   s.redis_cpu_s = cpu_seconds(w.redis_pid);
   s.pg_cpu_s = pg_cpu_seconds(w.postmaster_pid);
@@ -337,6 +350,7 @@ snapshot after(world& w) {
   s.redis_cpu_s = cpu_seconds(w.redis_pid);
   s.pg_cpu_s = pg_cpu_seconds(w.postmaster_pid);
   s.cmdstats = commandstats(w, &s.cmd_usec);
+  s.connections = connections_received(w);
   auto m = scrape(w.worker);
   s.redis_rt = metric(m, "batchq_redis_round_trips_total") - w.scrape_rt;
   s.pg_rt = metric(m, "batchq_postgres_round_trips_total");
@@ -369,6 +383,7 @@ struct row {
   double redis_rt_per_job = 0;
   double redis_cmds_per_job = 0;
   double pg_rt_per_job = 0;
+  uint64_t connections = 0;
   std::string extra;
 };
 
@@ -389,6 +404,7 @@ row make_row(world& w, std::string name, int jobs, const snapshot& a, const snap
   r.redis_rt_per_job = static_cast<double>(b.redis_rt - a.redis_rt) / n;
   r.redis_cmds_per_job = static_cast<double>(commands_between(w, a, b)) / n;
   r.pg_rt_per_job = static_cast<double>(b.pg_rt - a.pg_rt) / n;
+  r.connections = b.connections - a.connections;
   return r;
 }
 
@@ -404,7 +420,7 @@ std::string render(const row& r) {
       << " commands), PostgreSQL " << fixed(r.pg_rt_per_job, 2) << " round trips/job; CPU/job "
       << "of Redis " << fixed(r.redis_cpu_ms_per_job, 3) << " ms (executing commands "
       << fixed(r.redis_exec_ms_per_job, 3) << " ms), of PostgreSQL "
-      << fixed(r.pg_cpu_ms_per_job, 3) << " ms";
+      << fixed(r.pg_cpu_ms_per_job, 3) << " ms; Redis connections opened " << r.connections;
   if (!r.extra.empty())
     out << "; " << r.extra;
   return out.str();
@@ -603,6 +619,7 @@ row floor_drained(world& w, int users, int per_user) {
     s.redis_rt = m.redis_round_trips.load();
     s.pg_rt = m.postgres_round_trips.load();
     s.cmdstats = commandstats(w, &s.cmd_usec);
+  s.connections = connections_received(w);
     return s;
   };
   auto a = take();

@@ -31,6 +31,8 @@ using strings = std::vector<std::string>;
 /// What the mocks share with the test: a model of Redis and what was said.
 struct world {
   std::map<std::string, int> jobs;
+  /// The flags each turn was spawned with (turn_flags.hpp), by user (the last).
+  std::map<std::string, std::shared_ptr<turn_flags>> flags;
   std::map<std::string, std::string> hosts;
   /// Users whose lease another node holds.
   std::set<std::string> foreign;
@@ -137,6 +139,7 @@ user_queue_actor::behavior_type mock_queue(user_queue_actor::pointer self,
     },
     [=](fence_atom, const std::string&) { w->told.push_back("fence " + g.user); },
     [=](stop_atom, const std::string&) { w->told.push_back("stop " + g.user); },
+    [](continued_atom, const job_continued&) {},
   };
 }
 
@@ -227,7 +230,9 @@ struct scheduler_fixture : test::actor_fixture {
     canceller = sys.spawn(mock_canceller, w);
     coord = sys.spawn(mock_coordination, w);
     auto wp = w;
-    auto factory = [wp](caf::actor_system& s, turn_grant g, scheduler_actor sch) {
+    auto factory = [wp](caf::actor_system& s, turn_grant g, scheduler_actor sch,
+                        std::shared_ptr<turn_flags> flags) {
+      wp->flags[g.user] = std::move(flags);
       return s.spawn(mock_queue, wp, std::move(g), sch);
     };
     scheduler = spawn_scheduler(sys, cfg, coord, canceller, registry, factory);
@@ -381,9 +386,13 @@ CAF_TEST(a running turn yields when a user starts waiting for its host) {
   wants("A");
   run_checked();
   CAF_CHECK(w->told.empty());
+  CAF_REQUIRE(w->flags["A"] != nullptr);
+  CAF_CHECK(w->flags["A"]->go_on.load()); // its runner may go on by itself
   wants("B");
   run_checked();
   CAF_CHECK_EQUAL(w->told, strings{"yield A"});
+  CAF_CHECK(!w->flags["A"]->go_on.load()); // cleared with the yield
+  CAF_CHECK(!w->flags["A"]->fenced.load());
   // A's first job, then B's, then A's other four in one turn (nobody waits).
   CAF_CHECK_EQUAL(finish_all(), (strings{"A", "B", "A", "A", "A", "A"}));
   CAF_CHECK_EQUAL(w->grants.size(), 3u);
@@ -501,9 +510,12 @@ CAF_TEST(a turn is fenced at its lease deadline when no renewal answers) {
   pass(3900ms);
   CAF_CHECK(w->stops.empty());
   CAF_CHECK(w->told.empty());
+  CAF_CHECK(!w->flags["A"]->fenced.load());
   pass(200ms);
   CAF_CHECK_EQUAL(w->stops, strings{"A lease_lost"});
   CAF_CHECK_EQUAL(w->told, strings{"fence A"});
+  CAF_CHECK(w->flags["A"]->fenced.load());
+  CAF_CHECK(!w->flags["A"]->go_on.load());
   // The turn ends once its runner stopped; the user waits with what it carried.
   auto t = w->holding.front();
   w->holding.pop_front();
@@ -723,9 +735,11 @@ CAF_TEST(with a grace of zero the drain stops running turns at once) {
   w->jobs = {{"A", 1}};
   wants("A");
   run_checked();
+  CAF_CHECK(w->flags["A"]->go_on.load());
   drain();
   run_checked();
   CAF_CHECK_EQUAL(w->stops, strings{"A drain"});
+  CAF_CHECK(!w->flags["A"]->go_on.load()); // no runner claims another job
 }
 
 CAF_TEST(a drain gives users with unwritten jobs a settle only turn) {

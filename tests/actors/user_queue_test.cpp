@@ -88,6 +88,28 @@ struct fake_backends : ports::backend_cancel {
   }
 };
 
+/// FAKE job store of a turn's runner (job_runner.hpp, "Going on"): the
+/// fixture's fake store, with the runner's own turn steps counted apart from
+/// the status actor's.
+struct runner_store : ports::job_store {
+  std::shared_ptr<test::fake_job_store> inner;
+  size_t turns = 0;
+  explicit runner_store(std::shared_ptr<test::fake_job_store> s) : inner(std::move(s)) {}
+  caf::expected<turn_answer> turn(const turn_request& r, const field_pairs& claim,
+                                  int64_t ttl) override {
+    ++turns;
+    return inner->turn(r, claim, ttl);
+  }
+  caf::expected<pending_cancel> cancel_pending(const std::string& id, const std::string& user,
+                                               const field_pairs& set, int64_t ttl) override {
+    return inner->cancel_pending(id, user, set, ttl);
+  }
+  caf::expected<field_pairs> read(const std::string& id) override { return inner->read(id); }
+  caf::expected<bool> cancel_mark(const std::string& id, bool set) override {
+    return inner->cancel_mark(id, set);
+  }
+};
+
 struct queue_fixture : test::actor_fixture {
   std::shared_ptr<heard> h = std::make_shared<heard>();
   std::shared_ptr<test::fake_job_store> store = std::make_shared<test::fake_job_store>();
@@ -102,6 +124,12 @@ struct queue_fixture : test::actor_fixture {
   user_queue_deps deps;
   std::ostringstream log_lines;
   int next_id = 0;
+  /// The turn's runner goes on by itself (job_runner.hpp "Going on"); read when
+  /// the runner is spawned, so a test may set it before the turn starts. The
+  /// whole suite runs a second time with it on (ctest actors.user_queue.going_on).
+  std::shared_ptr<bool> runner_goes_on =
+    std::make_shared<bool>(std::getenv("BATCHQ_TEST_RUNNER_GOES_ON") != nullptr);
+  std::shared_ptr<runner_store> runners_store = std::make_shared<runner_store>(store);
 
   queue_fixture() {
     log::set_sink(&log_lines);
@@ -117,10 +145,16 @@ struct queue_fixture : test::actor_fixture {
     auto e = env;
     auto s = sql;
     auto reg = registry;
-    deps.make_runner = [=](caf::actor_system& sys) {
+    auto js = runners_store;
+    auto goes_on = runner_goes_on;
+    deps.make_runner = [=](caf::actor_system& sys, std::shared_ptr<runner_turn> turn) {
       runner_settings rs;
       rs.node_id = "node-a";
-      return spawn_job_runner(sys, rs, st, e, s, reg, false);
+      if (turn && *goes_on) { // the runner writes its turn's steps itself (same fake store)
+        turn->store = js;
+        turn->rules.node_id = "node-a";
+      }
+      return spawn_job_runner(sys, rs, st, e, s, reg, false, std::move(turn));
     };
     sched.run();
   }
@@ -222,6 +256,9 @@ CAF_TEST(a turn runs the users jobs in order and releases the lease when the que
   CAF_CHECK_EQUAL(h->finals.size(), 2u);
   // One step per job: A's end is written in the step that claims B.
   CAF_CHECK_EQUAL(store->turns(turn_part::next), 3u); // claim A, A done + claim B, B done + empty
+  // Going on (job_runner.hpp), the status actor claims A and the runner sends
+  // the other two steps itself.
+  CAF_CHECK_EQUAL(runners_store->turns, *runner_goes_on ? 2u : 0u);
 }
 
 CAF_TEST(a turn with a budget of two gives the slot back after two jobs) {
@@ -236,6 +273,8 @@ CAF_TEST(a turn with a budget of two gives the slot back after two jobs) {
   CAF_CHECK_EQUAL(status_of(c), "pending");
   CAF_CHECK_EQUAL(store->leases.count("alice"), 0u);
   CAF_CHECK_EQUAL(store->published, strings{"alice"}); // after the release
+  CAF_CHECK_EQUAL(store->turns(turn_part::release), 1u);
+  CAF_CHECK_EQUAL(runners_store->turns, *runner_goes_on ? 2u : 0u); // A + claim B, B + release
 }
 
 CAF_TEST(a lost claim reply is retried and answers the same job never the next one) {
@@ -578,9 +617,14 @@ CAF_TEST(a yield makes the current job the last one of the turn) {
   add_job("A");
   auto b = add_job("B");
   user_queue_actor q;
-  sql->script->answers["A"] =
-    test::fake_answer::hook([&] { self->send(q, yield_atom::value, std::string{"tok"}); });
-  q = spawn_user_queue(sys, cfg, grant(), scheduler, deps);
+  // As the scheduler yields a turn: the turn's flags first (a runner that goes
+  // on by itself reads them), then the message.
+  auto flags = std::make_shared<turn_flags>();
+  sql->script->answers["A"] = test::fake_answer::hook([&] {
+    flags->go_on = false;
+    self->send(q, yield_atom::value, std::string{"tok"});
+  });
+  q = spawn_user_queue(sys, cfg, grant(), scheduler, deps, flags);
   self->send(q, run_atom::value);
   sched.run();
   CAF_CHECK_EQUAL(sql->script->sqls(), strings{"A"});
@@ -663,6 +707,47 @@ CAF_TEST(a settle only turn puts a job it claimed straight back untouched) {
   CAF_CHECK_EQUAL(store->queues["alice"].front(), a);
   CAF_CHECK_EQUAL(store->leases.count("alice"), 0u);
   CAF_CHECK_EQUAL(to_string(report().why), std::string{"released"});
+}
+
+
+CAF_TEST(a yield before the runner goes on makes it write the end with the release) {
+  *runner_goes_on = true;
+  add_job("A");
+  auto b = add_job("B");
+  auto q = spawn_user_queue(sys, cfg, grant(), scheduler, deps);
+  self->send(q, yield_atom::value, std::string{"tok"});
+  self->send(q, run_atom::value);
+  sched.run();
+  CAF_CHECK_EQUAL(sql->script->sqls(), strings({"A"}));
+  CAF_CHECK_EQUAL(status_of(b), "pending");
+  CAF_CHECK_EQUAL(to_string(report().why), std::string{"released"});
+  CAF_CHECK_EQUAL(runners_store->turns, 1u);
+}
+
+CAF_TEST(an end step of the runner whose reply was lost is retried once and the next job runs once) {
+  *runner_goes_on = true;
+  auto a = add_job("A");
+  auto b = add_job("B");
+  auto c = add_job("C");
+  // The status actor's claim of A lands; the runner's step (A done + claim B)
+  // lands too, but its reply is lost: the user_queue sends the same step
+  // again, which answers B again (never C), and B runs once.
+  bool lost = false;
+  store->before_turn = [&](const turn_request& r) {
+    if (!lost && !r.write.empty() && r.write.front().job_id == a && runners_store->turns == 1) {
+      lost = true;
+      store->lose_reply_next = 1;
+    }
+  };
+  start(grant());
+  settle_timers();
+  CAF_CHECK_EQUAL(sql->script->sqls(), strings({"A", "B", "C"}));
+  for (const auto& id : {a, b, c})
+    CAF_CHECK_EQUAL(status_of(id), "done");
+  auto r = report();
+  CAF_CHECK_EQUAL(to_string(r.why), std::string{"idle"});
+  CAF_CHECK_EQUAL(r.jobs, 3);
+  CAF_CHECK(r.carry.empty());
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

@@ -71,8 +71,22 @@ TEST_F(system_fixture, TurnRequestAndAnswerRoundTrip) {
 }
 
 TEST_F(system_fixture, JobOutcomeRoundTrips) {
-  job_outcome x{"j1", job_end::lost, "running", "running", {{"step_status", "done"}}, {"x"}, 3,
-                1234};
+  job_outcome x;
+  x.job_id = "j1";
+  x.how = job_end::lost;
+  x.written_status = "running";
+  x.status = "running";
+  x.set = {{"step_status", "done"}};
+  x.del = {"x"};
+  x.statements_run = 3;
+  x.elapsed_ms = 1234;
+  EXPECT_EQ(round_trip(x), x);
+  EXPECT_EQ(message_round_trip(x), x);
+  // The step a runner that goes on sent, with its error.
+  x.step_sent = true;
+  x.step.user = "alice";
+  x.step.part = turn_part::release;
+  x.step_error = make_error(ec::lease_lost, "LEASE_LOST alice");
   EXPECT_EQ(round_trip(x), x);
   EXPECT_EQ(message_round_trip(x), x);
   EXPECT_STREQ(to_string(job_end::drained), "drained");
