@@ -595,16 +595,7 @@ bool go_on(self_ptr self, job_outcome& out) {
   r.part = more ? turn_part::next : turn_part::release;
   if (!more)
     r.inherit.clear();
-  r.write.clear();
-  job_write w;
-  w.job_id = out.job_id;
-  w.expected_status = out.written_status;
-  w.expected_claim = t.base.token;
-  w.to_status = out.status;
-  w.kind = write_kind::final;
-  w.set = out.set;
-  w.del = out.del;
-  r.write.push_back(std::move(w));
+  r.write.push_back(ports::end_write(out, t.base.token)); // final: how == finished
   out.step_sent = true;
   out.step = r; // as the user_queue would send it (the rules are applied again there)
   auto a = ports::run_turn_step(*t.store, t.rules, r);

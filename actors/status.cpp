@@ -80,17 +80,18 @@ status_actor::behavior_type status_behavior(status_actor::stateful_pointer<statu
                                             status_settings cfg) {
   self->state.store = std::move(store);
   self->state.cfg = std::move(cfg);
+  const auto& c = self->state.cfg;
+  self->state.rules = ports::turn_rules{c.node_id, c.finished_jobs_ttl, c.clock};
   return {
     [=](turn_atom, turn_request& r) -> caf::result<turn_answer> {
       auto& st = self->state;
       if (st.cfg.ended_elsewhere)
         for (const auto& id : st.cfg.ended_elsewhere->take())
           st.running.erase(id);
-      ports::turn_rules rules{st.cfg.node_id, st.cfg.finished_jobs_ttl, st.cfg.clock};
-      auto claim = ports::prepare_turn_step(rules, r);
+      auto claim = ports::prepare_turn_step(st.rules, r);
       if (!claim)
         return std::move(claim.error()); // refused before anything was sent
-      auto a = st.store->turn(r, *claim, rules.finished_jobs_ttl);
+      auto a = st.store->turn(r, *claim, st.rules.finished_jobs_ttl);
       remember(st, r, a);
       if (!a)
         return std::move(a.error());

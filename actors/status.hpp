@@ -81,6 +81,8 @@ struct status_settings {
 struct status_state {
   std::shared_ptr<ports::job_store> store;
   status_settings cfg;
+  /// The turn-step rules of `cfg` (ports/turn_step.hpp), built once.
+  ports::turn_rules rules;
   /// Record (as last written) of each job this actor claimed or was handed as
   /// an orphan and that is not final yet, for the `job finished` line.
   std::map<std::string, field_pairs> running;

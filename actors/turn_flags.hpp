@@ -1,10 +1,8 @@
-// What a running turn's deciders share with the thread that runs its jobs
-// (job_runner.hpp, "Going on"): the scheduler clears `go_on` the moment it
-// tells a turn to yield or stop and sets `fenced` when it fences it, the
-// user_queue does the same on its own decisions (the last job, a drain), and
-// the turn's runner reads them before it claims the user's next job itself.
-// Flags only ever go from "may" to "may not", so no writer can undo another's
-// decision.
+// What the scheduler shares with the thread that runs a turn's jobs
+// (job_runner.hpp, "Going on"): it clears `go_on` the moment it decides a
+// turn yields or stops and sets `fenced` when it fences it, before it tells
+// the user_queue, and the turn's runner reads them before and after it claims
+// the user's next job itself. Flags only ever go from "may" to "may not".
 #pragma once
 
 #include <atomic>

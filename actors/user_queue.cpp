@@ -17,6 +17,7 @@
 #include "src/job/record.hpp"
 #include "src/job/status.hpp"
 #include "src/log/log.hpp"
+#include "src/ports/turn_step.hpp"
 
 namespace batchq {
 
@@ -148,16 +149,6 @@ void tell_started(self_ptr self) {
     return;
   st.started_sent = true;
   self->send(st.scheduler, started_atom::value, st.g.user, st.g.token);
-}
-
-/// What the turn's runner may do by itself (job_runner.hpp, "Going on"):
-/// only ever cleared, so the scheduler's own clearing is never undone.
-void share_flags(self_ptr self) {
-  auto& st = self->state;
-  if (st.last_job || st.stopping || st.fenced || st.g.budget <= 1)
-    st.flags->go_on = false;
-  if (st.fenced)
-    st.flags->fenced = true;
 }
 
 turn_request make_request(self_ptr self, turn_part part) {
@@ -363,38 +354,24 @@ bool count_end(self_ptr self, const job_outcome& o) {
   return !requeue && !st.last_job && !st.stopping && st.report.jobs < st.g.budget;
 }
 
-/// The step that writes the end `o` goes on with (its continuations).
-void expect_end_written(self_ptr self, const job_outcome& o) {
-  auto& st = self->state;
+/// What the step writing the end `o` goes on with once it answered.
+std::function<void(turn_answer&)> end_written(self_ptr self, const job_outcome& o) {
   auto job_id = o.job_id;
   auto status = o.status;
-  st.on_answer = [=](turn_answer& a) {
+  return [=](turn_answer& a) {
     job_written(self, job_id, status);
     on_turn_answer(self, a);
   };
-  st.on_refused = [=](const caf::error& err) { release_after_refusal(self, err); };
 }
 
 /// Writes the end of a job the runner answered, in the step that goes on.
 void write_end(self_ptr self, const job_outcome& o) {
   auto& st = self->state;
-  job_write w;
-  w.job_id = o.job_id;
-  w.expected_status = o.written_status;
-  w.expected_claim = st.g.token;
-  w.to_status = o.status;
-  w.set = o.set;
-  w.del = o.del;
-  bool requeue = o.how == job_end::drained;
-  w.kind = requeue ? write_kind::requeue : write_kind::final;
   bool go_on = count_end(self, o);
   auto r = make_request(self, go_on ? turn_part::next : turn_part::release);
-  r.write.push_back(std::move(w));
-  if (ended_if_fenced(self))
-    return;
-  st.current = std::move(r);
-  expect_end_written(self, o);
-  send_current(self);
+  r.write.push_back(ports::end_write(o, st.g.token));
+  step(self, std::move(r), end_written(self, o),
+       [=](const caf::error& err) { release_after_refusal(self, err); });
 }
 
 /// The runner sent the step writing the end `o` itself ("Going on"): carry on
@@ -403,7 +380,8 @@ void end_sent_by_runner(self_ptr self, job_outcome& o) {
   auto& st = self->state;
   count_end(self, o);
   st.current = std::move(o.step);
-  expect_end_written(self, o);
+  st.on_answer = end_written(self, o);
+  st.on_refused = [=](const caf::error& err) { release_after_refusal(self, err); };
   ++st.in_flight; // answered below, as if it had been in flight
   if (o.step_error)
     step_failed(self, o.step_error);
@@ -428,7 +406,6 @@ void run_job(self_ptr self, job_ticket ticket) {
     st.runner_lives_for_turn = t != nullptr;
     st.runner = st.deps.make_runner(self->system(), std::move(t));
   }
-  share_flags(self);
   st.flags->jobs = st.report.jobs;
   auto job_id = ticket.job_id;
   log::debug("job claimed", {{"user", st.g.user}, {"job_id", job_id}});
@@ -736,7 +713,6 @@ user_queue_impl::behavior_type user_queue(self_ptr self) {
     [=](yield_atom, const std::string& token) {
       if (token == self->state.g.token)
         self->state.last_job = true;
-      share_flags(self);
     },
     [=](stop_atom, const std::string& token) {
       auto& st = self->state;
@@ -744,14 +720,12 @@ user_queue_impl::behavior_type user_queue(self_ptr self) {
         return;
       st.last_job = true;
       st.stopping = true;
-      share_flags(self);
     },
     [=](fence_atom, const std::string& token) {
       auto& st = self->state;
       if (token != st.g.token || st.fenced)
         return;
       st.fenced = true;
-      share_flags(self);
       auto fs = who(self);
       fs.emplace_back("in_flight", std::to_string(st.in_flight));
       log::warning("turn fenced: lease deadline passed", fs);

@@ -113,7 +113,10 @@ struct user_queue_deps {
 };
 
 /// Spawns the user_queue of one turn; it starts on `run`. `flags` are the
-/// turn's, shared with the scheduler (turn_flags.hpp); null: its own.
+/// turn's (turn_flags.hpp): the scheduler clears them before it sends yield,
+/// stop or fence, and the turn's runner reads them; null: flags of its own
+/// that nothing clears (tests that yield mid-job clear them as the scheduler
+/// would).
 /// REQUIRES: deps.make_runner, deps.status.
 user_queue_actor spawn_user_queue(caf::actor_system& sys, const user_queue_settings& cfg,
                                   turn_grant grant, scheduler_actor scheduler,

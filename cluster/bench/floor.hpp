@@ -22,8 +22,9 @@ namespace batchq::bench {
 
 struct floor_config {
   uint16_t redis_port = 0;
+  /// The batch DB (jobs, queues); the metadata (limits, api keys) is DB 5, as
+  /// on a node.
   int redis_db = 5;
-  /// The metadata DB (limits, api keys) is DB 5, as on a node.
   uint16_t pg_port = 0;
   int threads = 4;
   int64_t default_timeout_ms = 7200000;

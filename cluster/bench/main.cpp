@@ -428,20 +428,22 @@ std::string render(const row& r) {
 
 // -- pgbench --------------------------------------------------------------------------
 
-std::string pgbench_path() {
+/// A PostgreSQL client program (pgbench, psql) beside the server binaries
+/// found, else by name on PATH.
+std::string pg_client(const std::string& name) {
   if (auto pg = dev::find_postgres()) {
-    auto p = pg->bindir + "/pgbench";
+    auto p = pg->bindir + "/" + name;
     if (dev::is_executable(p))
       return p;
   }
-  return "pgbench";
+  return name;
 }
 
 double pgbench_tps(world& w, int clients) {
   auto script = w.dir + "/select1.sql";
   std::ofstream{script} << "select 1;\n";
   auto out = w.dir + "/pgbench-c" + std::to_string(clients) + ".txt";
-  auto cmd = pgbench_path() + " -h 127.0.0.1 -p " + std::to_string(w.opt.pg_port)
+  auto cmd = pg_client("pgbench") + " -h 127.0.0.1 -p " + std::to_string(w.opt.pg_port)
              + " -U postgres -n -c " + std::to_string(clients) + " -j "
              + std::to_string(std::min(clients, 2)) + " -T "
              + std::to_string(w.opt.pgbench_seconds) + " -f " + script + " postgres > " + out
@@ -776,22 +778,13 @@ std::string fairness(world& w) {
          + " light users' single jobs waited (target < 60)";
 }
 
-std::string psql_path() {
-  if (auto pg = dev::find_postgres()) {
-    auto p = pg->bindir + "/psql";
-    if (dev::is_executable(p))
-      return p;
-  }
-  return "psql";
-}
-
 /// One job keeping every row of an N-row result (SPEC §11), woken by PUBLISH,
 /// until done; against `COPY (same query) TO STDOUT (FORMAT csv)` through psql
 /// into /dev/null, in the same run.
 std::string results_throughput(world& w) {
   auto n = std::to_string(w.sz.result_rows);
   auto sql = "select g, md5(g::text) as h, g * 1.5 as x from generate_series(1, " + n + ") g";
-  auto copy_cmd = psql_path() + " -X -q -h 127.0.0.1 -p " + std::to_string(w.opt.pg_port)
+  auto copy_cmd = pg_client("psql") + " -X -q -h 127.0.0.1 -p " + std::to_string(w.opt.pg_port)
                   + " -U postgres -d postgres -c \"COPY (" + sql
                   + ") TO STDOUT (FORMAT csv)\" > /dev/null";
   auto t_copy = clock_type::now();

@@ -81,6 +81,18 @@ void overlay(field_pairs& record, const field_pairs& set, const std::vector<std:
   }
 }
 
+job_write end_write(const job_outcome& o, const std::string& claim) {
+  job_write w;
+  w.job_id = o.job_id;
+  w.expected_status = o.written_status;
+  w.expected_claim = claim;
+  w.to_status = o.status;
+  w.kind = o.how == job_end::drained ? write_kind::requeue : write_kind::final;
+  w.set = o.set;
+  w.del = o.del;
+  return w;
+}
+
 caf::expected<field_pairs> prepare_turn_step(const turn_rules& rules, turn_request& r) {
   if (r.write.size() > 1)
     return make_error(ec::invalid_job, "a turn step writes at most one job");

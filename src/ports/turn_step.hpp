@@ -51,6 +51,11 @@ bool write_allowed(const job_write& w);
 /// `record` after a write that sets `set` and deletes `del`.
 void overlay(field_pairs& record, const field_pairs& set, const std::vector<std::string>& del);
 
+/// The write of a job's end as its runner answered it (`o`), in the turn of
+/// lease token `claim`: back to pending at the head for a drained job (a
+/// requeue), else final.
+job_write end_write(const job_outcome& o, const std::string& claim);
+
 /// Checks `r` (at most one write, allowed by the state machine) and adds the
 /// status to the write's fields; answers the claim fields of a `next` (status
 /// running, node, updated_at; none for the other parts). Errors: invalid_job

@@ -714,7 +714,10 @@ CAF_TEST(a yield before the runner goes on makes it write the end with the relea
   *runner_goes_on = true;
   add_job("A");
   auto b = add_job("B");
-  auto q = spawn_user_queue(sys, cfg, grant(), scheduler, deps);
+  // As the scheduler yields a turn: its flags first, then the message.
+  auto flags = std::make_shared<turn_flags>();
+  auto q = spawn_user_queue(sys, cfg, grant(), scheduler, deps, flags);
+  flags->go_on = false;
   self->send(q, yield_atom::value, std::string{"tok"});
   self->send(q, run_atom::value);
   sched.run();
