@@ -7,6 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libcaf-dev libhiredis-dev libpqxx-dev libpq-dev nlohmann-json3-dev libcpp-httplib-dev
+  libboost-dev
   libcli11-dev uuid-dev libssl-dev libgtest-dev libgmock-dev
   redis-server redis-tools postgresql-15 postgresql-client-15 curl
   clang libclang-rt-14-dev

@@ -91,8 +91,8 @@ std::string payload_message(uint64_t received, int64_t max);
 /// Runs checks 1-3 for a job route. `path_user` is the route's `/user/{user}`
 /// group ("" when absent). On success the caller; otherwise the error answer
 /// is written into `res` and nullopt returned. Redis errors answer 503.
-/// `body` is the request body as received (a POST's is read by the route
-/// itself, not by httplib: see server.cpp).
+/// `body` is the request body as received (read whole by the transport, a
+/// multipart body as none: see server.cpp).
 std::optional<caller> admit(context& ctx, const httplib::Request& req, std::string_view body,
                             httplib::Response& res, const std::string& path_user);
 

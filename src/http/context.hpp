@@ -3,8 +3,7 @@
 // the server's stop signal that wakes long-polls.
 //
 // Thread safety: immutable after construction except the pools (internally
-// locked) and `stopping` (atomic + condition variable); handlers run on many
-// httplib threads at once.
+// locked) and `stopping` (atomic); handlers run on many pool threads at once.
 #pragma once
 
 #include <atomic>

@@ -17,12 +17,24 @@ final_watch::interest::~interest() {
     }
 }
 
-bool final_watch::interest::wait(std::chrono::milliseconds d) {
-  std::unique_lock<std::mutex> guard{watch_.mtx_};
-  cv_.wait_for(guard, d, [this] { return announced_ || watch_.stopping_; });
-  bool out = announced_;
-  announced_ = false;
-  return out;
+void final_watch::interest::on_wake(std::function<void()> wake) {
+  std::lock_guard<std::mutex> guard{watch_.mtx_};
+  if (announced_ || watch_.stopping_) {
+    announced_ = false;
+    wake();
+    return;
+  }
+  wake_ = std::move(wake);
+}
+
+void final_watch::interest::notify(bool announced) {
+  announced_ = announced_ || announced;
+  if (wake_) {
+    auto wake = std::move(wake_);
+    wake_ = nullptr;
+    announced_ = false;
+    wake();
+  }
 }
 
 final_watch::final_watch(redis::endpoint ep, const std::string& node_id)
@@ -59,7 +71,7 @@ void final_watch::stop() {
       return;
     stopping_ = true;
     for (auto& [id, w] : waiting_)
-      w->cv_.notify_all();
+      w->notify(false);
     stop_cv_.notify_all();
   }
   std::lock_guard<std::mutex> guard{sub_mtx_};
@@ -70,10 +82,8 @@ void final_watch::stop() {
 void final_watch::announce(const std::string& job_id) {
   std::lock_guard<std::mutex> guard{mtx_};
   auto range = waiting_.equal_range(job_id);
-  for (auto i = range.first; i != range.second; ++i) {
-    i->second->announced_ = true;
-    i->second->cv_.notify_all();
-  }
+  for (auto i = range.first; i != range.second; ++i)
+    i->second->notify(true);
 }
 
 void final_watch::run() {
@@ -123,10 +133,8 @@ void final_watch::run() {
     // Messages published while down are lost: wake every waiter so that it
     // reads its job now.
     std::lock_guard<std::mutex> guard{mtx_};
-    for (auto& [id, w] : waiting_) {
-      w->announced_ = true;
-      w->cv_.notify_all();
-    }
+    for (auto& [id, w] : waiting_)
+      w->notify(true);
   }
 }
 

@@ -1,9 +1,9 @@
 // Long-polls woken by the final write (docs/http-api.md "Waiting"): one
 // SUBSCRIBE connection per API node to keys::jobs_final_channel, on which
 // turn.lua and job_cancel_pending.lua publish the id of every job that became
-// final. A `GET .../job/{id}?wait=N` registers its job id here and sleeps
-// until that id is announced, instead of reading the job from Redis every
-// 50-100 ms; it still reads the job once every `safety_poll` (a job finished
+// final. A `GET .../job/{id}?wait=N` registers its job id here and is parked
+// without a thread (on_wake) until that id is announced, instead of reading
+// the job from Redis every 50-100 ms; it still reads the job once every `safety_poll` (a job finished
 // by a CARTO worker, which publishes nothing, or a message lost while the
 // subscription reconnected), and every 100 ms while the subscription is down.
 //
@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -37,17 +38,23 @@ public:
     interest(const interest&) = delete;
     interest& operator=(const interest&) = delete;
 
-    /// Sleeps until the job is announced final, `d` passed, or the watch
-    /// stops. True when announced (then the caller reads the job).
-    bool wait(std::chrono::milliseconds d);
+    /// Arms a wake-up for a parked long-poll (transport.hpp): `wake` is
+    /// called once, from any thread, when the job is announced final or
+    /// the watch stops — at once if that happened since the last wake-up.
+    /// Arming again replaces an earlier `wake` not called yet. `wake` must
+    /// not call back into the watch.
+    void on_wake(std::function<void()> wake);
 
   private:
     friend class final_watch;
     interest(final_watch& w, std::string job_id) : watch_(w), job_id_(std::move(job_id)) {}
     final_watch& watch_;
     std::string job_id_;
+    /// Announced (`announced`) or the watch stops: calls the armed wake-up. Under
+    /// watch_.mtx_.
+    void notify(bool announced);
     bool announced_ = false; // guarded by watch_.mtx_
-    std::condition_variable cv_;
+    std::function<void()> wake_; // guarded by watch_.mtx_
   };
 
   /// Starts the subscriber thread (it connects in the background); its
@@ -67,7 +74,7 @@ public:
   /// How many requests wait right now (gauge batchq_long_polls_waiting).
   std::size_t waiting();
 
-  /// Wakes every waiter; wait() returns at once from now on.
+  /// Wakes every waiter; a wake-up armed from now on is called at once.
   void stop();
 
 private:

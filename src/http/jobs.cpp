@@ -205,57 +205,69 @@ void create_job(context& ctx, const httplib::Request& req, std::string_view body
   write_json(res, 201, job::to_response(j));
 }
 
-void get_job(context& ctx, const httplib::Request& req, httplib::Response& res,
-             const caller& who, const std::string& job_id, user_gate::pass& pass) {
+std::optional<parked> get_job(context& ctx, const httplib::Request& req, httplib::Response& res,
+                              const caller& who, const std::string& job_id,
+                              user_gate::pass pass) {
   milliseconds wait{0};
   if (req.has_param("wait")) {
     auto w = parse_wait(req.get_param_value("wait"));
     if (!w.value) {
       write_error(res, 400, w.error);
-      return;
+      return std::nullopt;
     }
     wait = *w.value;
   }
   auto fields = read_own_job(ctx, res, job_id, who.user);
   if (!fields)
-    return;
+    return std::nullopt;
   auto status = fields->count("status") ? fields->at("status") : std::string{};
-  if (wait.count() > 0 && !is_final_status(status)) {
-    if (!pass.begin_wait()) {
-      write_error(res, 429, "Too many waiting requests for user '" + who.user + "' (at most "
-                              + std::to_string(ctx.gate.max_waits())
-                              + " ?wait= at once); retry when one has been answered");
-      return;
-    }
-    // Long-poll (docs/http-api.md "Waiting"): sleep until the job's id is
-    // announced final on batchq:jobs:final, reading its status only then, every
-    // final_watch::safety_poll anyway, and every 100 ms while the subscription
-    // is down. The first read after registering closes the gap since the read
-    // above. No Redis connection is held while sleeping.
-    auto interest = ctx.finals->watch(job_id);
-    auto deadline = steady_clock::now() + wait;
-    for (;;) {
-      {
-        auto c = ctx.batch.checkout();
-        auto r = c->command({"HGET", redis::keys::job(job_id), "status"});
-        if (!r) {
-          write_error(res, r.error());
-          return;
-        }
-        if (r->is_nil() || is_final_status(r->str))
-          break; // final (or gone: the read below answers 404)
-      }
-      auto now = steady_clock::now();
-      if (now >= deadline || ctx.stopping())
-        break; // out of time, or the server stops: the job as it is
-      auto step = ctx.finals->connected() ? final_watch::safety_poll : milliseconds{100};
-      interest->wait(std::min(step, duration_cast<milliseconds>(deadline - now)));
-    }
-    fields = read_own_job(ctx, res, job_id, who.user);
-    if (!fields)
-      return;
+  if (wait.count() == 0 || is_final_status(status)) {
+    write_job(res, 200, job_id, *fields);
+    return std::nullopt;
   }
-  write_job(res, 200, job_id, *fields);
+  if (!pass.begin_wait()) {
+    write_error(res, 429, "Too many waiting requests for user '" + who.user + "' (at most "
+                            + std::to_string(ctx.gate.max_waits())
+                            + " ?wait= at once); retry when one has been answered");
+    return std::nullopt;
+  }
+  // Long-poll (docs/http-api.md "Waiting"): parked without a thread until the
+  // job's id is announced final on batchq:jobs:final, reading its status only
+  // then, every final_watch::safety_poll anyway, and every 100 ms while the
+  // subscription is down. No Redis connection is held while parked; the
+  // user's place (pass) is held until the answer.
+  struct waiting {
+    std::unique_ptr<final_watch::interest> interest;
+    user_gate::pass pass;
+  };
+  auto w = std::make_shared<waiting>(waiting{ctx.finals->watch(job_id), std::move(pass)});
+  parked p;
+  p.deadline = steady_clock::now() + wait;
+  p.arm = [w](std::function<void()> wake) { w->interest->on_wake(std::move(wake)); };
+  p.pause = [&ctx] {
+    return ctx.finals->connected() ? final_watch::safety_poll : milliseconds{100};
+  };
+  p.look = [&ctx, w, job_id, user = who.user](httplib::Response& out, bool last) {
+    if (!last && !ctx.stopping()) {
+      auto c = ctx.batch.checkout();
+      auto r = c->command({"HGET", redis::keys::job(job_id), "status"});
+      if (!r) {
+        write_error(out, r.error());
+        return true;
+      }
+      if (!r->is_nil() && !is_final_status(r->str))
+        return false; // wait on
+    }
+    // Final, gone (404 below), out of time or stopping: the job as it is.
+    auto now = read_own_job(ctx, out, job_id, user);
+    if (now)
+      write_job(out, 200, job_id, *now);
+    return true;
+  };
+  // The first look after registering closes the gap since the read above.
+  if (p.look(res, false))
+    return std::nullopt;
+  return p;
 }
 
 void cancel_job(context& ctx, const httplib::Request&, httplib::Response& res,

@@ -7,7 +7,7 @@
 // WIP 1. Handlers never write job state except through the create script and
 // the node's canceller.
 //
-// Thread safety: handlers run concurrently on httplib's threads; each uses
+// Thread safety: handlers run concurrently on the transport's pools; each uses
 // its own request/response and checks connections out of the context's pools.
 #pragma once
 
@@ -20,6 +20,7 @@
 
 #include "src/http/auth.hpp"
 #include "src/http/context.hpp"
+#include "src/http/transport.hpp"
 #include "src/redis/ops.hpp"
 
 namespace batchq::http {
@@ -60,8 +61,11 @@ void create_job(context& ctx, const httplib::Request& req, std::string_view body
                 httplib::Response& res, const caller& who);
 /// `pass`: the request's place (user_gate.hpp); a `?wait=` takes a long-poll
 /// place of it or answers 429.
-void get_job(context& ctx, const httplib::Request& req, httplib::Response& res,
-             const caller& who, const std::string& job_id, user_gate::pass& pass);
+/// Answers at once, or returns the parked long-poll of `?wait=` (it holds
+/// `pass` until answered).
+std::optional<parked> get_job(context& ctx, const httplib::Request& req, httplib::Response& res,
+                              const caller& who, const std::string& job_id,
+                              user_gate::pass pass);
 void cancel_job(context& ctx, const httplib::Request& req, httplib::Response& res,
                 const caller& who, const std::string& job_id);
 void list_jobs(context& ctx, const httplib::Request& req, httplib::Response& res,

@@ -1,7 +1,6 @@
 #include "src/http/server.hpp"
 
 #include <algorithm>
-#include <thread>
 
 #include <httplib.h>
 
@@ -11,7 +10,7 @@
 #include "src/http/errors.hpp"
 #include "src/http/jobs.hpp"
 #include "src/http/results.hpp"
-#include "src/http/task_pool.hpp"
+#include "src/http/transport.hpp"
 #include "src/log/log.hpp"
 #include "src/metrics/metrics.hpp"
 #include "src/redis/keys.hpp"
@@ -125,8 +124,7 @@ struct server::impl {
 
   context ctx;
   routes which;
-  httplib::Server svr;
-  std::thread listener;
+  std::unique_ptr<transport> http; // made by start()
   uint16_t port = 0;
   bool started = false;
   bool stopped = false;
@@ -157,44 +155,17 @@ struct server::impl {
     return admitted{std::move(*who), std::move(*pass)};
   }
 
-  /// A job route: let the caller in, then run `handler`.
+  /// A job route: let the caller in, then run `handler`. The body is the body
+  /// as received (any content type); a multipart body is read as no fields,
+  /// as CARTO's Express did.
   template <class Handler>
-  httplib::Server::Handler job_route(Handler handler) {
-    return [this, handler](const httplib::Request& req, httplib::Response& res) {
-      if (auto in = let_in(req, req.body, res))
-        handler(req, res, in->who, in->pass);
-    };
-  }
-
-  /// The job route of a POST: the route reads the body itself. httplib reads a
-  /// form-encoded body only up to its compiled-in 8,192 bytes
-  /// (CPPHTTPLIB_FORM_URL_ENCODED_PAYLOAD_MAX_LENGTH, fixed in the Debian
-  /// library) and parses it into params nobody uses; a content reader gets the
-  /// body as received, any content type, up to httplib's payload limit.
-  template <class Handler>
-  httplib::Server::HandlerWithContentReader body_route(Handler handler) {
-    return [this, handler](const httplib::Request& req, httplib::Response& res,
-                           const httplib::ContentReader& read) {
-      std::string body;
-      bool ok = true;
-      if (req.is_multipart_form_data()) // read as before: no fields (as CARTO's Express)
-        ok = read([](const httplib::MultipartFormData&) { return true; },
-                  [](const char*, size_t) { return true; });
-      else
-        ok = read([&body](const char* data, size_t n) {
-          body.append(data, n);
-          return true;
-        });
-      if (!ok && res.status == 413) { // above httplib's payload limit
-        too_large(req, res);
-        return;
-      }
-      if (!ok) {
-        write_error(res, 400, "the request body could not be read");
-        return;
-      }
+  route_handler job_route(Handler handler) {
+    return [this, handler](const httplib::Request& req,
+                           httplib::Response& res) -> std::optional<parked> {
+      std::string_view body = req.is_multipart_form_data() ? std::string_view{} : req.body;
       if (auto in = let_in(req, body, res))
         handler(req, body, res, in->who);
+      return std::nullopt;
     };
   }
 
@@ -209,9 +180,9 @@ struct server::impl {
     return std::nullopt;
   }
 
-  /// httplib refused a body above its own limit (413) before any handler ran:
-  /// answer as admit() would (unknown user first, then the payload message
-  /// with the announced Content-Length).
+  /// A body above the transport's limit, not read: answer as admit() would
+  /// (unknown user first, then the payload message with the announced
+  /// Content-Length).
   void too_large(const httplib::Request& req, httplib::Response& res) {
     auto path_user = job_route_user(req.path);
     if (!path_user) {
@@ -252,109 +223,108 @@ struct server::impl {
     write_json(res, 200, {{"status", "ready"}});
   }
 
-  void install() {
-    svr.new_task_queue = [n = which == routes::all ? api_threads : probe_threads] {
-      return new elastic_pool(n, max_threads);
+  void metrics_page(httplib::Response& res) {
+    auto extra = redis_samples(ctx);
+    extra.push_back({"batchq_http_connections", "gauge",
+                     "HTTP connections open on this node's API.",
+                     static_cast<double>(http->connections())});
+    extra.push_back({"batchq_http_threads", "gauge",
+                     "Threads of this node's API: IO threads and handler pools.",
+                     static_cast<double>(http->threads())});
+    extra.push_back({"batchq_http_job_threads_busy", "gauge",
+                     "Threads running a job route's handler now (a parked long-poll runs on none).",
+                     static_cast<double>(http->busy_job_threads())});
+    extra.push_back({"batchq_http_parked", "gauge",
+                     "Requests parked without a thread (long-polls) on this node.",
+                     static_cast<double>(http->parked_now())});
+    if (ctx.finals) {
+      extra.push_back({"batchq_long_poll_subscribed", "gauge",
+                       "Whether the API's long-polls are subscribed to batchq:jobs:final"
+                       " (else they read their job every 100 ms).",
+                       ctx.finals->connected() ? 1.0 : 0.0});
+      extra.push_back({"batchq_long_polls_waiting", "gauge",
+                       "GET ?wait= requests waiting for their job on this node.",
+                       static_cast<double>(ctx.finals->waiting())});
+    }
+    res.set_content(metrics::render(metrics::global(), extra), metrics_type);
+  }
+
+  static route_handler answer(std::function<void(httplib::Response&)> fn) {
+    return [fn](const httplib::Request&, httplib::Response& res) -> std::optional<parked> {
+      fn(res);
+      return std::nullopt;
     };
-    // An idle keep-alive connection holds a thread: close it soon.
-    svr.set_keep_alive_timeout(keep_alive_idle_seconds);
-    // httplib's own limit stays well above api.max-payload so that admit()
-    // sees the body and answers in SPEC order; above it, too_large() does.
+  }
+
+  transport_config config() {
+    transport_config t;
+    t.bind = ctx.cfg.http_bind;
+    t.port = static_cast<uint16_t>(ctx.cfg.http_port);
+    t.io_threads = which == routes::all ? 2 : 1;
+    t.probe_threads = probe_threads;
+    t.job_threads = which == routes::all ? api_threads : 0;
+    t.max_job_threads = which == routes::all ? max_threads : 1;
+    // The transport's own limit stays well above api.max-payload so that
+    // admit() sees the body and answers in SPEC order; above it, too_large().
     auto max = static_cast<size_t>(ctx.cfg.api_max_payload);
-    svr.set_payload_max_length(std::max<size_t>(max * 64, size_t{1} << 20));
-    svr.set_default_headers(cors_headers());
-    // httplib writes headers and body separately; with Nagle's algorithm on,
-    // a keep-alive client's delayed ACK stalls every answer (~27 ms measured
-    // with scripts/bench-api: 297 req/s on 8 connections for GET /health).
-    svr.set_tcp_nodelay(true);
-    // httplib closes a keep-alive connection after 5 requests by default;
-    // clients that poll (?wait=, watch) or submit in bulk would reconnect
-    // all the time.
-    svr.set_keep_alive_max_count(1000);
-
-    svr.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
-      if (req.method != "OPTIONS")
-        return httplib::Server::HandlerResponse::Unhandled;
-      res.status = 200; // CORS preflight: the default headers, no body
-      return httplib::Server::HandlerResponse::Handled;
-    });
-    svr.set_error_handler(httplib::Server::HandlerWithResponse{[this](const httplib::Request& req,
-                                                                      httplib::Response& res) {
-      if (res.status == 413) {
-        too_large(req, res);
-        return httplib::Server::HandlerResponse::Handled;
-      }
-      if (!res.body.empty())
-        return httplib::Server::HandlerResponse::Unhandled; // a handler's own answer
-      if (res.status == 404)
-        write_error(res, 404, "Not found: " + req.method + " " + req.path);
-      else
-        write_error(res, res.status, "Bad request");
-      return httplib::Server::HandlerResponse::Handled;
-    }});
-    svr.set_exception_handler(
-      [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
-        std::string what = "unknown exception";
-        try {
-          std::rethrow_exception(ep);
-        } catch (const std::exception& e) {
-          what = e.what();
-        } catch (...) {
-        }
-        log::error("http handler failed", {{"method", req.method}, {"path", req.path},
-                                           {"error", what}});
-        write_error(res, 500, "internal error: " + what);
-      });
-    // Paths only: a query string may carry an api_key (SPEC §10).
-    svr.set_logger([](const httplib::Request& req, const httplib::Response& res) {
-      log::debug("http request", {{"method", req.method},
-                                  {"path", req.path},
-                                  {"status", std::to_string(res.status)}});
-    });
-
-    svr.Get("/health", [](const httplib::Request&, httplib::Response& res) {
-      write_json(res, 200, {{"status", "ok"}});
-    });
-    svr.Get("/ready", [this](const httplib::Request&, httplib::Response& res) { ready(res); });
-    svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-      auto extra = redis_samples(ctx);
-      if (ctx.finals) {
-        extra.push_back({"batchq_long_poll_subscribed", "gauge",
-                         "Whether the API's long-polls are subscribed to batchq:jobs:final"
-                         " (else they read their job every 100 ms).",
-                         ctx.finals->connected() ? 1.0 : 0.0});
-        extra.push_back({"batchq_long_polls_waiting", "gauge",
-                         "GET ?wait= requests waiting for their job on this node.",
-                         static_cast<double>(ctx.finals->waiting())});
-      }
-      res.set_content(metrics::render(metrics::global(), extra), metrics_type);
-    });
+    t.max_body = std::max<size_t>(max * 64, size_t{1} << 20);
+    t.idle = std::chrono::seconds{keep_alive_idle_seconds};
+    t.default_headers = cors_headers();
+    t.not_found = [](const httplib::Request& req, httplib::Response& res) {
+      write_error(res, 404, "Not found: " + req.method + " " + req.path);
+      return std::optional<parked>{};
+    };
+    t.too_large = [this](const httplib::Request& req, httplib::Response& res) {
+      too_large(req, res);
+      return std::optional<parked>{};
+    };
+    auto& r = t.routes;
+    // CORS preflight on any path: the default headers, no body.
+    r.push_back({"OPTIONS", std::regex{".*"}, lane::inline_lane,
+                 answer([](httplib::Response& res) { res.status = 200; })});
+    r.push_back({"GET", std::regex{"/health"}, lane::inline_lane,
+                 answer([](httplib::Response& res) { write_json(res, 200, {{"status", "ok"}}); })});
+    r.push_back({"GET", std::regex{"/ready"}, lane::probes,
+                 answer([this](httplib::Response& res) { ready(res); })});
+    r.push_back({"GET", std::regex{"/metrics"}, lane::probes,
+                 answer([this](httplib::Response& res) { metrics_page(res); })});
     if (which != routes::all)
-      return;
+      return t;
     ctx.finals = std::make_unique<final_watch>(
       redis::endpoint{ctx.cfg.redis_host, ctx.cfg.redis_port, ctx.cfg.redis_db},
       ctx.cfg.cluster_node_id);
 
-    svr.Post(job_collection,
-             body_route([this](auto& req, std::string_view body, auto& res, const caller& who) {
-               create_job(ctx, req, body, res, who);
-             }));
-    svr.Get(job_collection, job_route([this](auto& req, auto& res, const caller& who, auto&) {
-              list_jobs(ctx, req, res, who);
-            }));
-    svr.Get(job_item,
-            job_route([this](auto& req, auto& res, const caller& who, user_gate::pass& pass) {
-              get_job(ctx, req, res, who, req.matches[2].str(), pass);
-            }));
-    svr.Delete(job_item, job_route([this](auto& req, auto& res, const caller& who, auto&) {
-                 cancel_job(ctx, req, res, who, req.matches[2].str());
-               }));
-    svr.Get(wip_path, job_route([this](auto& req, auto& res, const caller& who, auto&) {
-              jobs_wip(ctx, req, res, who);
-            }));
-    svr.Get(job_results, job_route([this](auto& req, auto& res, const caller& who, auto&) {
-              get_results(ctx, req, res, who, req.matches[2].str(), req.matches[3].str());
-            }));
+    r.push_back({"POST", job_collection_re, lane::jobs,
+                 job_route([this](auto& req, std::string_view body, auto& res, const caller& who) {
+                   create_job(ctx, req, body, res, who);
+                 })});
+    r.push_back({"GET", job_collection_re, lane::jobs,
+                 job_route([this](auto& req, std::string_view, auto& res, const caller& who) {
+                   list_jobs(ctx, req, res, who);
+                 })});
+    // A read may park (?wait=): it keeps the caller's place until answered.
+    r.push_back({"GET", job_item_re, lane::jobs,
+                 [this](const httplib::Request& req,
+                        httplib::Response& res) -> std::optional<parked> {
+                   auto in = let_in(req, req.body, res);
+                   if (!in)
+                     return std::nullopt;
+                   return get_job(ctx, req, res, in->who, req.matches[2].str(),
+                                  std::move(in->pass));
+                 }});
+    r.push_back({"DELETE", job_item_re, lane::jobs,
+                 job_route([this](auto& req, std::string_view, auto& res, const caller& who) {
+                   cancel_job(ctx, req, res, who, req.matches[2].str());
+                 })});
+    r.push_back({"GET", wip_re, lane::jobs,
+                 job_route([this](auto& req, std::string_view, auto& res, const caller& who) {
+                   jobs_wip(ctx, req, res, who);
+                 })});
+    r.push_back({"GET", job_results_re, lane::jobs,
+                 job_route([this](auto& req, std::string_view, auto& res, const caller& who) {
+                   get_results(ctx, req, res, who, req.matches[2].str(), req.matches[3].str());
+                 })});
+    return t;
   }
 };
 
@@ -370,21 +340,15 @@ caf::expected<uint16_t> server::start() {
   auto& st = *impl_;
   if (st.started)
     return st.port;
-  st.install();
+  st.http = std::make_unique<transport>(st.config());
+  auto bound = st.http->start();
   const auto& host = st.ctx.cfg.http_bind;
-  auto want = st.ctx.cfg.http_port;
-  int bound = 0;
-  if (want == 0)
-    bound = st.svr.bind_to_any_port(host);
-  else
-    bound = st.svr.bind_to_port(host, want) ? want : -1;
-  if (bound <= 0)
+  if (!bound)
     return make_error(ec::invalid_config, "cannot listen for HTTP on " + host + ":"
-                                            + std::to_string(want)
+                                            + std::to_string(st.ctx.cfg.http_port)
                                             + " (address in use or not local?)");
-  st.port = static_cast<uint16_t>(bound);
+  st.port = *bound;
   st.started = true;
-  st.listener = std::thread{[&svr = st.svr] { svr.listen_after_bind(); }};
   log::info("http listening", {{"address", host},
                                {"port", std::to_string(st.port)},
                                {"routes", st.which == routes::all ? "all" : "probes"}});
@@ -397,9 +361,7 @@ void server::stop() {
     return;
   st.stopped = true;
   st.ctx.stop(); // long-polls answer now
-  st.svr.stop();
-  if (st.listener.joinable())
-    st.listener.join(); // httplib joins its handler threads before listen returns
+  st.http->stop();
   log::info("http stopped", {{"port", std::to_string(st.port)}});
 }
 

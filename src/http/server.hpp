@@ -1,7 +1,8 @@
 // The HTTP API of a batchq node (SPEC §8; routes, rules and decisions in
-// docs/http-api.md), served by cpp-httplib on threads of its own — never on
-// CAF's scheduler threads: handlers block on Redis, on `?wait=` long-polls and
-// on the canceller's answer.
+// docs/http-api.md), served by the Boost.Beast transport (transport.hpp) on
+// threads of its own — never on CAF's scheduler threads: handlers block on
+// Redis and on the canceller's answer; `?wait=` long-polls are parked without
+// a thread.
 //
 //   POST   [/user/{user}]/api/v{1,2}/sql/job          create      201
 //   GET    [/user/{user}]/api/v{1,2}/sql/job          list        200
@@ -67,17 +68,19 @@ public:
   /// address cannot be bound (e.g. the port is taken).
   caf::expected<uint16_t> start();
 
-  /// Stops accepting, wakes long-polls (they answer with the job as it is),
-  /// waits for running handlers, joins the threads. Idempotent.
+  /// Stops accepting, wakes parked long-polls (they answer with the job as it
+  /// is), waits (at most 10 s) for the answers in flight, closes every
+  /// connection, joins the threads. Idempotent.
   void stop();
 
   /// The bound port (0 before start()).
   uint16_t port() const noexcept;
 
-  /// Handler threads (task_pool.hpp): kept for each route set, and the most
-  /// that may run at once (one per open connection; past it connections wait).
+  /// Job-route handler threads (task_pool.hpp): kept, and the most that may
+  /// run at once (past it requests wait; parked long-polls need none).
   static constexpr size_t api_threads = 16;
-  static constexpr size_t probe_threads = 4;
+  /// /ready and /metrics: a pool of their own (a busy job pool never delays them).
+  static constexpr size_t probe_threads = 2;
   static constexpr size_t max_threads = 1024;
   /// Per user: job requests handled at once, and how many of them may be
   /// `?wait=` long-polls; past either, 429.

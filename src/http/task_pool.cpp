@@ -18,7 +18,7 @@ void elastic_pool::enqueue(std::function<void()> fn) {
   {
     std::lock_guard<std::mutex> guard{mtx_};
     if (stopping_)
-      return; // httplib closes the socket of a task it could not queue
+      return; // stopping: the transport no longer waits for it
     jobs_.push_back(std::move(fn));
     if (idle_ < jobs_.size() && alive_ < max_) {
       ++alive_;
@@ -74,6 +74,11 @@ void elastic_pool::shutdown() {
 size_t elastic_pool::threads() const {
   std::lock_guard<std::mutex> guard{mtx_};
   return alive_;
+}
+
+size_t elastic_pool::busy() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return alive_ - idle_;
 }
 
 size_t elastic_pool::peak_threads() const {

@@ -1,14 +1,13 @@
-// Threads for httplib's connections (docs/http-api.md, "Isolation").
+// Threads for the API's handlers (docs/http-api.md, "Isolation").
 //
-// httplib serves each connection on one task of its TaskQueue for the whole
-// life of the connection: an idle keep-alive connection or a `?wait=` long-poll
-// holds its thread. With a fixed pool of 64, 64 such connections stopped the
-// whole API (/health included). elastic_pool keeps `core` threads and starts
-// another one whenever every thread is busy, up to `max`; threads above `core`
-// end after `linger` without work. Only past `max` do connections wait.
+// The transport (transport.hpp) hands each complete request to a pool; its
+// handler may block on Redis or on the canceller's answer. elastic_pool keeps
+// `core` threads and starts another one whenever every thread is busy, up to
+// `max`; threads above `core` end after `linger` without work. Only past `max`
+// do requests wait. A parked long-poll holds none of them.
 //
-// Thread safety: enqueue() from httplib's listener thread, shutdown() from the
-// thread that stops the server; both may race with the workers.
+// Thread safety: enqueue() from any thread, shutdown() from the thread that
+// stops the server; both may race with the workers.
 #pragma once
 
 #include <chrono>
@@ -18,22 +17,24 @@
 #include <functional>
 #include <mutex>
 
-#include <httplib.h>
-
 namespace batchq::http {
 
-class elastic_pool : public httplib::TaskQueue {
+class elastic_pool {
 public:
   elastic_pool(size_t core, size_t max,
                std::chrono::milliseconds linger = std::chrono::milliseconds{10000});
-  ~elastic_pool() override;
+  ~elastic_pool();
+  elastic_pool(const elastic_pool&) = delete;
+  elastic_pool& operator=(const elastic_pool&) = delete;
 
-  void enqueue(std::function<void()> fn) override;
+  void enqueue(std::function<void()> fn);
   /// Runs what is queued, then joins every thread.
-  void shutdown() override;
+  void shutdown();
 
   /// Threads alive now (busy or idle).
   size_t threads() const;
+  /// Threads running a task now.
+  size_t busy() const;
   /// The most threads alive at once so far.
   size_t peak_threads() const;
 

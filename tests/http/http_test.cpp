@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <future>
 #include <set>
 #include <sstream>
@@ -188,7 +189,7 @@ TEST_F(http_test, ABodyOfExactlyMaxPayloadIsAcceptedAndOneByteMoreIs400BeforeAut
   EXPECT_EQ(a.status, 400) << a;
   EXPECT_EQ(a.error(), "Your payload is too large: 1001 bytes. Max size allowed is 1000 bytes.");
 
-  // Far above (httplib's own limit is max(64 x max-payload, 1 MiB)): the same answer.
+  // Far above (the transport's own limit is max(64 x max-payload, 1 MiB)): the same answer.
   std::string huge(1100000, 'q');
   auto h = call(*node, "POST", jobs_path(user), huge, "text/plain", bearer(acc.key(user)));
   EXPECT_EQ(h.status, 400) << h.status << " " << h.body.substr(0, 200);
@@ -197,8 +198,9 @@ TEST_F(http_test, ABodyOfExactlyMaxPayloadIsAcceptedAndOneByteMoreIs400BeforeAut
 }
 
 TEST_F(http_test, AFormBodyUpToMaxPayloadIsReadWholeAndTheSizeIsTheBodyAsReceived) {
-  // httplib's compiled-in limit for form bodies is 8,192 bytes; the API reads
-  // the body itself, so the SPEC's limit (16,384 by default) is the one that holds.
+  // httplib's server had a compiled-in limit of 8,192 bytes for form bodies;
+  // the transport reads the body whole, so the SPEC's limit (16,384 by
+  // default) is the one that holds.
   auto node = start("--api-only");
   auto user = acc.create_user();
   std::string body = "query=select+'" + std::string(16384 - 15, 'a') + "'";
@@ -461,6 +463,112 @@ TEST_F(http_test, OneUsersLongPollsAndIdleConnectionsDoNotStopTheApiForOthers) {
       ASSERT_EQ(polls[i].wait_for(30s), std::future_status::ready);
       EXPECT_EQ(polls[i].get().status, 200);
     }
+}
+
+TEST_F(http_test, ParkedLongPollsHoldNoThreadWhileTheyWait) {
+  // 20 users x 16 long-polls each (the per-user cap): 320 waiting requests.
+  // With a thread per request (httplib's server) this held 320 threads; parked
+  // on the transport they hold none, and everyone else is served at once.
+  auto node = start("--api-only"); // no worker: jobs stay pending, waits last
+  constexpr int users = 20;
+  constexpr int per_user = 16;
+  std::vector<std::future<answer>> polls;
+  for (int u = 0; u < users; ++u) {
+    auto user = acc.create_user();
+    auto id = create(*node, user, R"({"query":"select 1"})");
+    for (int i = 0; i < per_user; ++i)
+      polls.push_back(std::async(std::launch::async,
+                                 [this, &node, user, id] { return get(*node, user, id, "?wait=40"); }));
+  }
+  ASSERT_TRUE(wait_until(
+    [&] { return scrape(*node, "batchq_http_parked") == users * per_user; }, 30s))
+    << "parked: " << scrape(*node, "batchq_http_parked");
+  // A look (a safety read every 2 s per request) may be running at a scrape:
+  // sampled ten times, never more than a few threads are busy.
+  double busiest = 0;
+  for (int i = 0; i < 10; ++i) {
+    busiest = std::max(busiest, scrape(*node, "batchq_http_job_threads_busy"));
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_LE(busiest, 4) << "job-route threads busy while every request is parked";
+  auto t0 = clock::now();
+  auto health = call(*node, "GET", "/health", "", "", {}, 5s);
+  auto health_ms = ms_since(t0);
+  EXPECT_EQ(health.status, 200) << health;
+  auto other = acc.create_user();
+  t0 = clock::now();
+  auto posted = post(*node, other, R"({"query":"select 2"})");
+  auto post_ms = ms_since(t0);
+  EXPECT_EQ(posted.status, 201) << posted;
+  long threads = 0;
+  {
+    std::ifstream in{"/proc/" + std::to_string(node->pid()) + "/status"};
+    std::string line;
+    while (std::getline(in, line))
+      if (line.rfind("Threads:", 0) == 0)
+        threads = std::stol(line.substr(8));
+  }
+  std::cout << "[ measure  ] " << users * per_user << " parked long-polls: node threads " << threads
+            << ", job threads busy at most " << busiest << ", /health " << health_ms
+            << " ms, another user's POST " << post_ms << " ms\n";
+  EXPECT_LT(health_ms, 1000);
+  EXPECT_LT(post_ms, 1000);
+  // Stopping answers every parked request with the job as it is.
+  node.reset();
+  for (auto& p : polls) {
+    ASSERT_EQ(p.wait_for(30s), std::future_status::ready);
+    auto a = p.get();
+    EXPECT_EQ(a.status, 200) << a;
+    EXPECT_EQ(a.doc["status"], "pending") << a;
+  }
+}
+
+/// Writes `bytes` on a new connection and reads until the server closes it (at
+/// most 10 s).
+std::string raw_exchange(uint16_t port, const std::string& bytes) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    ::close(fd);
+    return "connect failed";
+  }
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;)
+    out.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return out;
+}
+
+TEST_F(http_test, MalformedRequestsAre4xxJsonAndTheConnectionCloses) {
+  auto node = start("--api-only");
+  auto bad = raw_exchange(node->port(), "NOT A REQUEST\r\n\r\n");
+  EXPECT_EQ(bad.rfind("HTTP/1.1 400 ", 0), 0u) << bad;
+  EXPECT_NE(bad.find(R"({"error":["Bad request: )"), std::string::npos) << bad;
+  auto long_target = raw_exchange(node->port(), "GET /" + std::string(9000, 'a')
+                                                  + " HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(long_target.rfind("HTTP/1.1 414 ", 0), 0u) << long_target.substr(0, 200);
+  EXPECT_NE(long_target.find("The request target is longer than 8192 bytes"), std::string::npos);
+  // Two requests on one keep-alive connection, the second asking to close.
+  auto two = raw_exchange(node->port(), "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+                                        "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  size_t first = two.find("HTTP/1.1 200 ");
+  EXPECT_EQ(first, 0u) << two;
+  EXPECT_NE(two.find("HTTP/1.1 200 ", first + 1), std::string::npos) << two;
+  // An idle keep-alive connection is closed after its 2 s (the read ends).
+  auto t0 = clock::now();
+  auto idle = raw_exchange(node->port(), "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto idle_ms = ms_since(t0);
+  EXPECT_EQ(idle.rfind("HTTP/1.1 200 ", 0), 0u) << idle;
+  EXPECT_GE(idle_ms, 1500);
+  EXPECT_LT(idle_ms, 8000);
+  EXPECT_EQ(call(*node, "GET", "/health").status, 200);
 }
 
 TEST_F(http_test, RedisUnreachableIs503WhileHealthStays200) {
