@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <random>
 #include <regex>
 
 #include "messages/error.hpp"
@@ -244,8 +245,15 @@ std::optional<parked> get_job(context& ctx, const httplib::Request& req, httplib
   parked p;
   p.deadline = steady_clock::now() + wait;
   p.arm = [w](std::function<void()> wake) { w->interest->on_wake(std::move(wake)); };
+  // The safety read at 2 s +- 25 %: requests parked together (a client's
+  // burst) do not all look at once every 2 s.
   p.pause = [&ctx] {
-    return ctx.finals->connected() ? final_watch::safety_poll : milliseconds{100};
+    if (!ctx.finals->connected())
+      return milliseconds{100};
+    thread_local std::minstd_rand jitter{std::random_device{}()};
+    auto quarter = final_watch::safety_poll.count() / 4;
+    return milliseconds{final_watch::safety_poll.count() - quarter
+                        + static_cast<int64_t>(jitter() % static_cast<uint64_t>(2 * quarter + 1))};
   };
   p.look = [&ctx, w, job_id, user = who.user](httplib::Response& out, bool last) {
     if (!last && !ctx.stopping()) {

