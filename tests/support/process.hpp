@@ -18,6 +18,7 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -88,24 +89,45 @@ inline std::string temp_path(const std::string& stem, const std::string& ext = "
   return "/tmp/" + unique_name(stem) + ext;
 }
 
-/// A TCP port on 127.0.0.1 that nothing listened on a moment ago (the
-/// kernel's pick); 0 and a test failure when there is none.
+/// A TCP port on 127.0.0.1 that nothing was bound to a moment ago; 0 and a
+/// test failure when there is none. Picked at random *below* the kernel's
+/// ephemeral range (net.ipv4.ip_local_port_range): a port from that range
+/// (what bind(0) gives) can be taken as the local port of any outgoing
+/// connection before the node binds it, which made a node fail with
+/// "address in use" under load (320 long-poll connections beside it).
 inline uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0
-      || ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    ADD_FAILURE() << "cannot find a free port: " << std::strerror(errno);
-    if (fd >= 0)
-      ::close(fd);
-    return 0;
+  int low = 32768;
+  {
+    std::ifstream range{"/proc/sys/net/ipv4/ip_local_port_range"};
+    int lo = 0;
+    if (range >> lo && lo > 12000)
+      low = lo;
   }
-  ::close(fd);
-  return ntohs(addr.sin_port);
+  thread_local std::mt19937 pick{std::random_device{}() ^ static_cast<unsigned>(::getpid())};
+  std::uniform_int_distribution<int> in_range{10000, low - 1};
+  auto try_bind = [](uint16_t port) -> uint16_t {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+      return 0;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(port);
+    socklen_t len = sizeof addr;
+    uint16_t out = 0;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0
+        && ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
+      out = ntohs(addr.sin_port);
+    ::close(fd);
+    return out;
+  };
+  for (int attempt = 0; attempt < 200; ++attempt)
+    if (auto p = try_bind(static_cast<uint16_t>(in_range(pick))))
+      return p;
+  if (auto p = try_bind(0)) // the kernel's pick, as before
+    return p;
+  ADD_FAILURE() << "cannot find a free port: " << std::strerror(errno);
+  return 0;
 }
 
 /// This process's environment ("NAME=value" entries) for a child that must
