@@ -81,6 +81,7 @@ struct transport::state {
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
   tcp::acceptor acceptor;
   std::optional<net::steady_timer> accept_retry;
+  steady::time_point last_accept_warning{}; // on the acceptor's strand
   elastic_pool probes;
   elastic_pool jobs;
   std::vector<std::thread> io;
@@ -502,8 +503,14 @@ void transport::state::accept() {
     if (stopping || ec == net::error::operation_aborted)
       return;
     if (ec) {
-      // Out of descriptors, or the like: try again shortly instead of spinning.
-      log::warning("http accept failed", {{"error", ec.message()}});
+      // Out of descriptors, or the like: try again shortly instead of
+      // spinning, and say so at most once a second.
+      auto now = steady::now();
+      if (now - last_accept_warning >= std::chrono::seconds{1}) {
+        last_accept_warning = now;
+        log::warning("http accept failed", {{"error", ec.message()},
+                                            {"open_connections", std::to_string(live_sessions)}});
+      }
       if (!accept_retry)
         accept_retry.emplace(acceptor.get_executor());
       accept_retry->expires_after(std::chrono::milliseconds{50});
