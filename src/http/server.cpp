@@ -225,26 +225,25 @@ struct server::impl {
 
   void metrics_page(httplib::Response& res) {
     auto extra = redis_samples(ctx);
-    extra.push_back({"batchq_http_connections", "gauge",
-                     "HTTP connections open on this node's API.",
-                     static_cast<double>(http->connections())});
-    extra.push_back({"batchq_http_threads", "gauge",
-                     "Threads of this node's API: IO threads and handler pools.",
-                     static_cast<double>(http->threads())});
-    extra.push_back({"batchq_http_job_threads_busy", "gauge",
-                     "Threads running a job route's handler now (a parked long-poll runs on none).",
-                     static_cast<double>(http->busy_job_threads())});
-    extra.push_back({"batchq_http_parked", "gauge",
-                     "Requests parked without a thread (long-polls) on this node.",
-                     static_cast<double>(http->parked_now())});
+    auto gauge = [&extra](const char* name, const char* help, double value) {
+      extra.push_back({name, "gauge", help, value});
+    };
+    gauge("batchq_http_connections", "HTTP connections open on this node's API.",
+          static_cast<double>(http->connections()));
+    gauge("batchq_http_threads", "Threads of this node's API: IO threads and handler pools.",
+          static_cast<double>(http->threads()));
+    gauge("batchq_http_job_threads_busy",
+          "Threads running a job route's handler now (a parked long-poll runs on none).",
+          static_cast<double>(http->busy_job_threads()));
+    gauge("batchq_http_parked", "Requests parked without a thread (long-polls) on this node.",
+          static_cast<double>(http->parked_now()));
     if (ctx.finals) {
-      extra.push_back({"batchq_long_poll_subscribed", "gauge",
-                       "Whether the API's long-polls are subscribed to batchq:jobs:final"
-                       " (else they read their job every 100 ms).",
-                       ctx.finals->connected() ? 1.0 : 0.0});
-      extra.push_back({"batchq_long_polls_waiting", "gauge",
-                       "GET ?wait= requests waiting for their job on this node.",
-                       static_cast<double>(ctx.finals->waiting())});
+      gauge("batchq_long_poll_subscribed",
+            "Whether the API's long-polls are subscribed to batchq:jobs:final"
+            " (else they read their job every 100 ms).",
+            ctx.finals->connected() ? 1.0 : 0.0);
+      gauge("batchq_long_polls_waiting", "GET ?wait= requests waiting for their job on this node.",
+            static_cast<double>(ctx.finals->waiting()));
     }
     res.set_content(metrics::render(metrics::global(), extra), metrics_type);
   }

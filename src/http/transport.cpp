@@ -161,13 +161,8 @@ private:
     if (head.target().size() > max_target) {
       // As httplib's server (CPPHTTPLIB_REQUEST_URI_MAX_LENGTH); it also
       // bounds the routes' std::regex, which recurses per character.
-      auto x = std::make_shared<exchange>();
-      x->s = shared_from_this();
-      x->keep_alive = false;
-      t_.begun();
-      write_error(x->res, 414, "The request target is longer than "
-                                 + std::to_string(max_target) + " bytes");
-      return write_answer(x);
+      return answer_and_close(414, "The request target is longer than "
+                                     + std::to_string(max_target) + " bytes");
     }
     auto length = parser_->content_length();
     bool expects_continue = beast::iequals(head[bhttp::field::expect], "100-continue");
@@ -302,12 +297,25 @@ private:
   }
 
   void bad_request(const beast::error_code& ec) {
+    answer_and_close(400, "Bad request: " + ec.message());
+  }
+
+  /// Answers an error of the transport's own (no route ran), then closes.
+  void answer_and_close(int status, const std::string& message) {
     auto x = std::make_shared<exchange>();
     x->s = shared_from_this();
     x->keep_alive = false;
     t_.begun();
-    write_error(x->res, 400, "Bad request: " + ec.message());
+    write_error(x->res, status, message);
     write_answer(x);
+  }
+
+  /// A handler's exception: logged, and the answer is a 500 naming it.
+  static void internal_error(exchange& x, const std::exception& e) {
+    log::error("http handler failed", {{"method", x.req.method}, {"path", x.req.path},
+                                       {"error", e.what()}});
+    x.res = httplib::Response{};
+    write_error(x.res, 500, std::string{"internal error: "} + e.what());
   }
 
   /// Runs a handler for `x` on this thread (the lane's).
@@ -316,10 +324,7 @@ private:
     try {
       p = h(x->req, x->res);
     } catch (const std::exception& e) {
-      log::error("http handler failed", {{"method", x->req.method}, {"path", x->req.path},
-                                         {"error", e.what()}});
-      x->res = httplib::Response{};
-      write_error(x->res, 500, std::string{"internal error: "} + e.what());
+      internal_error(*x, e);
     }
     if (p) {
       x->park = std::move(*p);
@@ -337,8 +342,7 @@ private:
       try {
         done = x->park->look(x->res, last) || last;
       } catch (const std::exception& e) {
-        x->res = httplib::Response{};
-        write_error(x->res, 500, std::string{"internal error: "} + e.what());
+        internal_error(*x, e);
       }
       if (!done)
         return park(x);
@@ -354,11 +358,8 @@ private:
   void write_answer(const exchange_ptr& x) {
     auto res = std::make_shared<bhttp::response<bhttp::string_body>>();
     res->version(x->req.version == "HTTP/1.0" ? 10 : 11);
-    res->result(static_cast<unsigned>(x->res.status <= 0 ? 200 : x->res.status));
-    add_headers(*res, x->res);
+    bool keep = fill_head(*res, *x);
     res->body() = std::move(x->res.body);
-    bool keep = x->keep_alive && !t_.stopping && served_ < t_.cfg.max_requests_per_connection;
-    res->keep_alive(keep);
     res->prepare_payload();
     stream_.expires_after(t_.cfg.write);
     bhttp::async_write(stream_, *res,
@@ -370,13 +371,24 @@ private:
                        });
   }
 
+  /// A handler that set no status answered 200 (as httplib's server did).
+  static unsigned status_of(const httplib::Response& res) {
+    return static_cast<unsigned>(res.status <= 0 ? 200 : res.status);
+  }
+
+  /// Status, the default headers (unless the handler set the same), the
+  /// handler's headers, and whether the connection stays open afterwards.
   template <class Message>
-  void add_headers(Message& m, const httplib::Response& res) const {
+  bool fill_head(Message& m, const exchange& x) const {
+    m.result(status_of(x.res));
     for (const auto& [name, value] : t_.cfg.default_headers)
-      if (res.headers.find(name) == res.headers.end())
+      if (x.res.headers.find(name) == x.res.headers.end())
         m.insert(name, value);
-    for (const auto& [name, value] : res.headers)
+    for (const auto& [name, value] : x.res.headers)
       m.insert(name, value);
+    bool keep = x.keep_alive && !t_.stopping && served_ < t_.cfg.max_requests_per_connection;
+    m.keep_alive(keep);
+    return keep;
   }
 
   /// On a pool thread: streams a chunked content provider (CSV results),
@@ -387,7 +399,7 @@ private:
   void answered(const exchange& x) {
     log::debug("http request", {{"method", x.req.method},
                                 {"path", x.req.path},
-                                {"status", std::to_string(x.res.status <= 0 ? 200 : x.res.status)}});
+                                {"status", std::to_string(status_of(x.res))}});
     t_.ended();
   }
 
@@ -452,10 +464,7 @@ bool session::write_and_wait(std::function<void(std::function<void(beast::error_
 void session::stream_chunked(const exchange_ptr& x) {
   auto head = std::make_shared<bhttp::response<bhttp::empty_body>>();
   head->version(11);
-  head->result(static_cast<unsigned>(x->res.status <= 0 ? 200 : x->res.status));
-  add_headers(*head, x->res);
-  bool keep = x->keep_alive && !t_.stopping && served_ < t_.cfg.max_requests_per_connection;
-  head->keep_alive(keep);
+  bool keep = fill_head(*head, *x);
   head->chunked(true);
   auto sr = std::make_shared<bhttp::response_serializer<bhttp::empty_body>>(*head);
   bool ok = write_and_wait([this, sr](auto done) {

@@ -527,15 +527,9 @@ TEST_F(http_test, ParkedLongPollsHoldNoThreadWhileTheyWait) {
 /// Writes `bytes` on a new connection and reads until the server closes it (at
 /// most 10 s).
 std::string raw_exchange(uint16_t port, const std::string& bytes) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(port);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
-    ::close(fd);
+  int fd = connect_loopback(port);
+  if (fd < 0)
     return "connect failed";
-  }
   timeval tv{10, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);

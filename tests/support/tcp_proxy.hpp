@@ -16,6 +16,8 @@
 #include <cstdint>
 #include <stdexcept>
 #include <thread>
+
+#include "tests/support/test_env.hpp"
 #include <vector>
 
 namespace batchq::test {
@@ -79,18 +81,7 @@ private:
     (void)!::write(wake_[1], &c, 1);
   }
 
-  int connect_target() {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(target_);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
-      ::close(fd);
-      return -1;
-    }
-    return fd;
-  }
+  int connect_target() { return connect_loopback(target_); }
 
   // Copies what `from` has to `to`; false when either side is done.
   static bool pump(int from, int to) {
