@@ -9,10 +9,17 @@ port_in_use() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# A random port below the kernel's ephemeral range (net.ipv4.ip_local_port_range):
+# a port from that range can be the local port of some outgoing connection, which
+# nothing listens on (so the check above passes) but which a server cannot bind.
 free_port() {
-  local p
+  local p low=32768
+  if [ -r /proc/sys/net/ipv4/ip_local_port_range ]; then
+    read -r low _ </proc/sys/net/ipv4/ip_local_port_range
+  fi
+  [ "$low" -gt 11000 ] || low=32768
   for _ in $(seq 1 200); do
-    p=$(( 20000 + RANDOM % 30000 ))
+    p=$(( 10000 + RANDOM % (low - 10000) ))
     if ! port_in_use "$p"; then
       echo "$p"
       return 0
@@ -32,35 +39,79 @@ as_pg_owner() {
   fi
 }
 
+# Waits up to 20 s for a command to succeed.
+wait_for() {
+  for _ in $(seq 1 400); do
+    "$@" && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+redis_answers() {
+  redis-cli -p "$BATCHQ_TEST_REDIS_PORT" ping 2>/dev/null | grep -q PONG
+}
+
+# Starts Redis on a free port; a start that does not answer (the port was taken
+# after all, a slow machine) is retried on another port, up to 5 times, and each
+# failure prints the server's own log, so that a failed CI run says why.
+start_redis() {
+  local attempt log="$BATCHQ_SVC_DIR/redis.log"
+  for attempt in 1 2 3 4 5; do
+    BATCHQ_TEST_REDIS_PORT=$(free_port) || return 1
+    rm -f "$log" "$BATCHQ_SVC_DIR/redis.pid"
+    if redis-server --port "$BATCHQ_TEST_REDIS_PORT" --bind 127.0.0.1 --daemonize yes \
+         --save '' --appendonly no --pidfile "$BATCHQ_SVC_DIR/redis.pid" \
+         --logfile "$log" --dir "$BATCHQ_SVC_DIR" >/dev/null 2>"$BATCHQ_SVC_DIR/redis.err" &&
+       wait_for redis_answers; then
+      return 0
+    fi
+    echo "batchq: Redis did not start on 127.0.0.1:$BATCHQ_TEST_REDIS_PORT (attempt $attempt of 5):" >&2
+    cat "$BATCHQ_SVC_DIR/redis.err" >&2 2>/dev/null || true
+    tail -n 20 "$log" >&2 2>/dev/null || true
+    if [ -s "$BATCHQ_SVC_DIR/redis.pid" ]; then
+      kill -9 "$(cat "$BATCHQ_SVC_DIR/redis.pid")" 2>/dev/null || true
+    fi
+  done
+  return 1
+}
+
+pg_answers() {
+  pg_isready -q -h 127.0.0.1 -p "$BATCHQ_TEST_PG_PORT"
+}
+
+# Starts PostgreSQL on a free port, retried like Redis.
+start_pg() {
+  local attempt data="$BATCHQ_SVC_DIR/pg/data" log="$BATCHQ_SVC_DIR/pg/log"
+  mkdir -p "$BATCHQ_SVC_DIR/pg"
+  if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$BATCHQ_SVC_DIR/pg"; fi
+  if ! as_pg_owner "$PGBIN/initdb" -D "$data" -A trust -U postgres -E UTF8 \
+       --no-sync >"$BATCHQ_SVC_DIR/initdb.log" 2>&1; then
+    echo "batchq: initdb failed:" >&2
+    tail -n 20 "$BATCHQ_SVC_DIR/initdb.log" >&2
+    return 1
+  fi
+  for attempt in 1 2 3 4 5; do
+    BATCHQ_TEST_PG_PORT=$(free_port) || return 1
+    if as_pg_owner "$PGBIN/pg_ctl" -D "$data" -l "$log" -w -t 30 \
+         -o "-p $BATCHQ_TEST_PG_PORT -k $BATCHQ_SVC_DIR/pg -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" \
+         start >/dev/null 2>&1 && wait_for pg_answers; then
+      return 0
+    fi
+    echo "batchq: PostgreSQL did not start on 127.0.0.1:$BATCHQ_TEST_PG_PORT (attempt $attempt of 5):" >&2
+    tail -n 20 "$log" >&2 2>/dev/null || true
+    as_pg_owner "$PGBIN/pg_ctl" -D "$data" -m immediate stop >/dev/null 2>&1 || true
+  done
+  return 1
+}
+
 start_services() {
   BATCHQ_SVC_DIR=$(mktemp -d /tmp/batchq-test.XXXXXX)
   chmod 755 "$BATCHQ_SVC_DIR"
-
-  BATCHQ_TEST_REDIS_PORT=$(free_port)
-  redis-server --port "$BATCHQ_TEST_REDIS_PORT" --bind 127.0.0.1 --daemonize yes \
-    --save '' --appendonly no --pidfile "$BATCHQ_SVC_DIR/redis.pid" \
-    --logfile "$BATCHQ_SVC_DIR/redis.log" --dir "$BATCHQ_SVC_DIR" >/dev/null
-  for _ in $(seq 1 200); do
-    redis-cli -p "$BATCHQ_TEST_REDIS_PORT" ping 2>/dev/null | grep -q PONG && break
-    sleep 0.05
-  done
-  redis-cli -p "$BATCHQ_TEST_REDIS_PORT" ping | grep -q PONG
-
-  BATCHQ_TEST_PG_PORT=$(free_port)
-  mkdir -p "$BATCHQ_SVC_DIR/pg"
-  if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$BATCHQ_SVC_DIR/pg"; fi
-  as_pg_owner "$PGBIN/initdb" -D "$BATCHQ_SVC_DIR/pg/data" -A trust -U postgres -E UTF8 \
-    --no-sync >"$BATCHQ_SVC_DIR/initdb.log"
-  as_pg_owner "$PGBIN/pg_ctl" -D "$BATCHQ_SVC_DIR/pg/data" -l "$BATCHQ_SVC_DIR/pg/log" -w \
-    -o "-p $BATCHQ_TEST_PG_PORT -k $BATCHQ_SVC_DIR/pg -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" \
-    start >/dev/null
-  for _ in $(seq 1 200); do
-    pg_isready -q -h 127.0.0.1 -p "$BATCHQ_TEST_PG_PORT" && break
-    sleep 0.05
-  done
-  pg_isready -q -h 127.0.0.1 -p "$BATCHQ_TEST_PG_PORT"
-
-  export BATCHQ_TEST_REDIS_PORT BATCHQ_TEST_PG_PORT BATCHQ_SVC_DIR
+  export BATCHQ_SVC_DIR
+  start_redis || { echo "batchq: could not start a test Redis" >&2; return 1; }
+  start_pg || { echo "batchq: could not start a test PostgreSQL" >&2; return 1; }
+  export BATCHQ_TEST_REDIS_PORT BATCHQ_TEST_PG_PORT
   echo "batchq: test Redis on 127.0.0.1:$BATCHQ_TEST_REDIS_PORT, PostgreSQL on 127.0.0.1:$BATCHQ_TEST_PG_PORT ($BATCHQ_SVC_DIR)"
 }
 
