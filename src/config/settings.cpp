@@ -1,16 +1,23 @@
 #include "src/config/settings.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <regex>
 #include <sstream>
 #include <string_view>
+#include <thread>
 
 #include <unistd.h>
 
 #include "messages/error.hpp"
 
 namespace batchq {
+
+size_t default_scheduler_threads() {
+  auto cores = std::thread::hardware_concurrency();
+  return std::max<size_t>(1, cores / 2);
+}
 
 config::config() {
   on_node_loss_ = "fail";
@@ -31,6 +38,14 @@ config::config() {
   // 1 s brings an idle node to 12 switches and 0.6 ms a second, drained
   // throughput unchanged (docs/performance.md).
   set("work-stealing.relaxed-sleep-duration", caf::timespan{std::chrono::seconds{1}});
+  // CAF starts max(cores, 4) workers: 4 on a 2-core machine, each spinning
+  // 100 times after its last message, beside Redis and PostgreSQL on the
+  // same cores. The pool only runs actors that compute (every blocking call
+  // is on a detached actor's thread), so half the cores is plenty: on 2 cores
+  // one worker, 10-15 % less worker CPU per job in the drained scenarios at
+  // the same throughput (docs/performance.md "CAF's workers"). A file or
+  // flag may still set it.
+  set("scheduler.max-threads", default_scheduler_threads());
   opt_group{custom_options_, "redis"}
     .add(raw_.redis_host, "host", "Redis server host")
     .add(redis_port_, "port", "Redis server port")

@@ -98,4 +98,8 @@ bool is_loopback(const std::string& address);
 /// "host name + pid", the default cluster.node-id.
 std::string default_node_id();
 
+/// CAF's scheduler.max-threads unless a file or flag sets it: half the cores,
+/// at least 1 (config::config).
+size_t default_scheduler_threads();
+
 } // namespace batchq

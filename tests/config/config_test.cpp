@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include <caf/settings.hpp>
 #include <gtest/gtest.h>
@@ -177,4 +178,24 @@ TEST(Config, LoadConfigNamesAnUnreadableFileAndAStrayWord) {
   auto t = batchq::load_config(cfg2, "", {"serve"});
   ASSERT_FALSE(t);
   EXPECT_NE(batchq::message_of(t.error()).find("unexpected argument 'serve'"), std::string::npos);
+}
+
+TEST(Config, CafSchedulerDefaultsAreBatchqsAndAFlagOverridesThem) {
+  {
+    batchq::config cfg;
+    std::istringstream ini{""};
+    ASSERT_FALSE(cfg.parse({}, ini));
+    EXPECT_EQ(caf::get_or(cfg, "scheduler.max-threads", size_t{0}),
+              batchq::default_scheduler_threads());
+    EXPECT_EQ(caf::get_or(cfg, "work-stealing.moderate-poll-attempts", size_t{0}), 1u);
+  }
+  {
+    batchq::config cfg;
+    std::istringstream ini{""};
+    ASSERT_FALSE(cfg.parse({"--scheduler.max-threads=3"}, ini));
+    EXPECT_EQ(caf::get_or(cfg, "scheduler.max-threads", size_t{0}), 3u);
+  }
+  EXPECT_GE(batchq::default_scheduler_threads(), 1u);
+  EXPECT_LE(batchq::default_scheduler_threads(),
+            std::max<size_t>(1, std::thread::hardware_concurrency()));
 }
