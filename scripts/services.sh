@@ -52,65 +52,75 @@ redis_answers() {
   redis-cli -p "$BATCHQ_TEST_REDIS_PORT" ping 2>/dev/null | grep -q PONG
 }
 
-# Starts Redis on a free port; a start that does not answer (the port was taken
-# after all, a slow machine) is retried on another port, up to 5 times, and each
-# failure prints the server's own log, so that a failed CI run says why.
-start_redis() {
-  local attempt log="$BATCHQ_SVC_DIR/redis.log"
-  for attempt in 1 2 3 4 5; do
-    BATCHQ_TEST_REDIS_PORT=$(free_port) || return 1
-    rm -f "$log" "$BATCHQ_SVC_DIR/redis.pid"
-    if redis-server --port "$BATCHQ_TEST_REDIS_PORT" --bind 127.0.0.1 --daemonize yes \
-         --save '' --appendonly no --pidfile "$BATCHQ_SVC_DIR/redis.pid" \
-         --logfile "$log" --dir "$BATCHQ_SVC_DIR" >/dev/null 2>"$BATCHQ_SVC_DIR/redis.err" &&
-       wait_for redis_answers; then
-      return 0
-    fi
-    echo "batchq: Redis did not start on 127.0.0.1:$BATCHQ_TEST_REDIS_PORT (attempt $attempt of 5):" >&2
-    cat "$BATCHQ_SVC_DIR/redis.err" >&2 2>/dev/null || true
-    tail -n 20 "$log" >&2 2>/dev/null || true
-    if [ -s "$BATCHQ_SVC_DIR/redis.pid" ]; then
-      kill -9 "$(cat "$BATCHQ_SVC_DIR/redis.pid")" 2>/dev/null || true
-    fi
-  done
-  return 1
-}
-
 pg_answers() {
   pg_isready -q -h 127.0.0.1 -p "$BATCHQ_TEST_PG_PORT"
 }
 
-# Starts PostgreSQL on a free port, retried like Redis.
-start_pg() {
-  local attempt data="$BATCHQ_SVC_DIR/pg/data" log="$BATCHQ_SVC_DIR/pg/log"
+# on_free_port LABEL START LOG CLEANUP: sets $svc_port to a free port and runs START,
+# which starts the server there and waits until it answers. A start that fails
+# (the port was taken after all, a slow machine) prints the server's own LOG,
+# runs CLEANUP and is tried again on another port, up to 5 times, so that a
+# failed CI run says why.
+on_free_port() {
+  local label=$1 start=$2 log=$3 cleanup=$4 attempt
+  for attempt in 1 2 3 4 5; do
+    svc_port=$(free_port) || return 1
+    "$start" && return 0
+    echo "batchq: $label did not start on 127.0.0.1:$svc_port (attempt $attempt of 5):" >&2
+    tail -n 20 "$log" >&2 2>/dev/null || true
+    "$cleanup"
+  done
+  return 1
+}
+
+# Redis writes its log to redis.log; what it says before it daemonizes (a bad
+# argument) goes to the same file.
+redis_start() {
+  BATCHQ_TEST_REDIS_PORT=$svc_port
+  rm -f "$BATCHQ_SVC_DIR/redis.log" "$BATCHQ_SVC_DIR/redis.pid"
+  redis-server --port "$svc_port" --bind 127.0.0.1 --daemonize yes \
+    --save '' --appendonly no --pidfile "$BATCHQ_SVC_DIR/redis.pid" \
+    --logfile "$BATCHQ_SVC_DIR/redis.log" --dir "$BATCHQ_SVC_DIR" \
+    >>"$BATCHQ_SVC_DIR/redis.log" 2>&1 && wait_for redis_answers
+}
+
+redis_cleanup() {
+  if [ -s "$BATCHQ_SVC_DIR/redis.pid" ]; then
+    kill -9 "$(cat "$BATCHQ_SVC_DIR/redis.pid")" 2>/dev/null || true
+  fi
+}
+
+pg_start() {
+  BATCHQ_TEST_PG_PORT=$svc_port
+  as_pg_owner "$PGBIN/pg_ctl" -D "$BATCHQ_SVC_DIR/pg/data" -l "$BATCHQ_SVC_DIR/pg/log" -w -t 30 \
+    -o "-p $svc_port -k $BATCHQ_SVC_DIR/pg -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" \
+    start >/dev/null 2>&1 && wait_for pg_answers
+}
+
+pg_cleanup() {
+  as_pg_owner "$PGBIN/pg_ctl" -D "$BATCHQ_SVC_DIR/pg/data" -m immediate stop >/dev/null 2>&1 || true
+}
+
+# The PostgreSQL cluster, made once; then started like Redis.
+pg_init() {
   mkdir -p "$BATCHQ_SVC_DIR/pg"
   if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$BATCHQ_SVC_DIR/pg"; fi
-  if ! as_pg_owner "$PGBIN/initdb" -D "$data" -A trust -U postgres -E UTF8 \
+  if ! as_pg_owner "$PGBIN/initdb" -D "$BATCHQ_SVC_DIR/pg/data" -A trust -U postgres -E UTF8 \
        --no-sync >"$BATCHQ_SVC_DIR/initdb.log" 2>&1; then
     echo "batchq: initdb failed:" >&2
     tail -n 20 "$BATCHQ_SVC_DIR/initdb.log" >&2
     return 1
   fi
-  for attempt in 1 2 3 4 5; do
-    BATCHQ_TEST_PG_PORT=$(free_port) || return 1
-    if as_pg_owner "$PGBIN/pg_ctl" -D "$data" -l "$log" -w -t 30 \
-         -o "-p $BATCHQ_TEST_PG_PORT -k $BATCHQ_SVC_DIR/pg -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" \
-         start >/dev/null 2>&1 && wait_for pg_answers; then
-      return 0
-    fi
-    echo "batchq: PostgreSQL did not start on 127.0.0.1:$BATCHQ_TEST_PG_PORT (attempt $attempt of 5):" >&2
-    tail -n 20 "$log" >&2 2>/dev/null || true
-    as_pg_owner "$PGBIN/pg_ctl" -D "$data" -m immediate stop >/dev/null 2>&1 || true
-  done
-  return 1
 }
 
 start_services() {
   BATCHQ_SVC_DIR=$(mktemp -d /tmp/batchq-test.XXXXXX)
   chmod 755 "$BATCHQ_SVC_DIR"
   export BATCHQ_SVC_DIR
-  start_redis || { echo "batchq: could not start a test Redis" >&2; return 1; }
-  start_pg || { echo "batchq: could not start a test PostgreSQL" >&2; return 1; }
+  on_free_port Redis redis_start "$BATCHQ_SVC_DIR/redis.log" redis_cleanup ||
+    { echo "batchq: could not start a test Redis" >&2; return 1; }
+  pg_init && on_free_port PostgreSQL pg_start "$BATCHQ_SVC_DIR/pg/log" pg_cleanup ||
+    { echo "batchq: could not start a test PostgreSQL" >&2; return 1; }
   export BATCHQ_TEST_REDIS_PORT BATCHQ_TEST_PG_PORT
   echo "batchq: test Redis on 127.0.0.1:$BATCHQ_TEST_REDIS_PORT, PostgreSQL on 127.0.0.1:$BATCHQ_TEST_PG_PORT ($BATCHQ_SVC_DIR)"
 }

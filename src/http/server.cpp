@@ -342,10 +342,10 @@ caf::expected<uint16_t> server::start() {
   st.http = std::make_unique<transport>(st.config());
   auto bound = st.http->start();
   const auto& host = st.ctx.cfg.http_bind;
-  if (!bound)
+  if (!bound) // the transport's reason (address in use, not local, cannot resolve)
     return make_error(ec::invalid_config, "cannot listen for HTTP on " + host + ":"
-                                            + std::to_string(st.ctx.cfg.http_port)
-                                            + " (address in use or not local?)");
+                                            + std::to_string(st.ctx.cfg.http_port) + ": "
+                                            + message_of(bound.error()));
   st.port = *bound;
   st.started = true;
   log::info("http listening", {{"address", host},
