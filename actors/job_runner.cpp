@@ -37,16 +37,15 @@ const std::string& job_id_of(self_ptr self) {
 
 bool go_on(self_ptr self, job_outcome& out);
 
-/// Answers `run` with `out` unless the runner goes on by itself; a runner of
-/// one job then quits, a turn's runner waits for its next `run`.
+/// Answers `run` or `claim` with `out` unless the runner goes on by itself; a
+/// runner of no turn then quits, a turn's runner waits for its next request
+/// (or its next turn).
 void end_run(self_ptr self, job_outcome out) {
   auto& st = self->state;
   if (go_on(self, out))
     return;
-  // After a release (sent by this runner) the turn runs no other job.
-  bool released = out.step_sent && out.step.part == turn_part::release;
   st.promise.deliver(std::move(out));
-  if (!st.turn || released)
+  if (!st.turn)
     self->quit();
 }
 
@@ -584,7 +583,7 @@ field_pairs record_after(const job_runner_state& st, const job_outcome& out) {
 /// it (true). False: `out` is to be answered, with the step when one was sent.
 bool go_on(self_ptr self, job_outcome& out) {
   auto& st = self->state;
-  if (!st.turn || !st.turn->store || out.how != job_end::finished)
+  if (!st.turn || !st.cfg.store || out.how != job_end::finished)
     return false;
   auto& t = *st.turn;
   if (t.flags->fenced.load())
@@ -598,15 +597,15 @@ bool go_on(self_ptr self, job_outcome& out) {
   r.write.push_back(ports::end_write(out, t.base.token)); // final: how == finished
   out.step_sent = true;
   out.step = r; // as the user_queue would send it (the rules are applied again there)
-  auto a = ports::run_turn_step(*t.store, t.rules, r);
+  auto a = ports::run_turn_step(*st.cfg.store, st.cfg.rules, r);
   if (!a) {
     out.step_error = std::move(a.error());
     return false;
   }
   ports::log_job_finished(out.job_id, t.base.user, out.status, record_after(st, out),
-                          t.rules.clock());
-  if (st.claimed_by_status && t.ended_elsewhere) // the status actor keeps its record
-    t.ended_elsewhere->add(out.job_id);
+                          st.cfg.rules.clock());
+  if (st.claimed_by_status && st.cfg.ended_elsewhere) // the status actor keeps its record
+    st.cfg.ended_elsewhere->add(out.job_id);
   if (!more || a->what != turn_outcome::job || a->jobs.empty() || !t.flags->go_on.load()
       || t.flags->fenced.load()) {
     out.step_answer = std::move(*a);
@@ -623,14 +622,54 @@ bool go_on(self_ptr self, job_outcome& out) {
   return true;
 }
 
+/// `claim` (header): the turn's next step on the runner's own store; the job
+/// it claims runs here, anything else is answered at once.
+void claim(self_ptr self) {
+  auto& st = self->state;
+  auto& t = *st.turn;
+  job_outcome out; // no job: what the user_queue carries on from
+  if (t.flags->fenced.load()) {
+    st.promise.deliver(std::move(out)); // nothing sent
+    return;
+  }
+  turn_request r = t.base;
+  r.part = turn_part::next;
+  out.step_sent = true;
+  out.step = r; // as the user_queue would send it (the rules are applied again there)
+  auto a = ports::run_turn_step(*st.cfg.store, st.cfg.rules, r);
+  if (!a) {
+    out.step_error = std::move(a.error());
+    st.promise.deliver(std::move(out));
+    return;
+  }
+  if (a->what != turn_outcome::job || a->jobs.size() != 1 || !t.flags->go_on.load()
+      || t.flags->fenced.load()) {
+    out.step_answer = std::move(*a);
+    st.promise.deliver(std::move(out));
+    return;
+  }
+  // The lease is held: the scheduler renews it from now on (idempotent).
+  self->send(t.scheduler, started_atom::value, t.base.user, t.base.token);
+  st.claimed_by_status = false;
+  begin_run(self, std::move(a->jobs.front()));
+}
+
+/// Whether a request may start a job now; else `rp` is answered with why not.
+bool may_start(self_ptr self, caf::typed_response_promise<job_outcome>& rp) {
+  auto& st = self->state;
+  if (st.started && !st.finished) {
+    rp.deliver(make_error(ec::invalid_job, "this runner already runs a job"));
+    return false;
+  }
+  return true;
+}
+
 job_runner_impl::behavior_type
 job_runner_behavior(self_ptr self, runner_settings cfg, status_actor status,
                     std::shared_ptr<ports::job_environment> env,
                     std::shared_ptr<ports::sql_connector> sql,
-                    std::shared_ptr<pg::cancel_registry> registry,
-                    std::shared_ptr<runner_turn> turn) {
+                    std::shared_ptr<pg::cancel_registry> registry) {
   auto& st = self->state;
-  st.turn = std::move(turn);
   st.cfg = std::move(cfg);
   st.status = std::move(status);
   st.env = std::move(env);
@@ -643,13 +682,32 @@ job_runner_behavior(self_ptr self, runner_settings cfg, status_actor status,
       reg->disarm(armed->job_id, armed->token.get());
   });
   return {
+    [=](turn_atom, runner_turn_ptr& turn) {
+      auto& st = self->state;
+      if (st.started && !st.finished) {
+        log::error("job runner given a turn while it runs a job", {{"job_id", job_id_of(self)}});
+        return;
+      }
+      st.turn = std::move(turn);
+    },
+    [=](claim_atom) -> caf::typed_response_promise<job_outcome> {
+      auto rp = self->make_response_promise<job_outcome>();
+      auto& st = self->state;
+      if (!may_start(self, rp))
+        return rp;
+      if (!st.turn || !st.cfg.store) {
+        rp.deliver(make_error(ec::invalid_job, "this runner serves no turn it may claim for"));
+        return rp;
+      }
+      st.promise = rp;
+      claim(self);
+      return rp;
+    },
     [=](run_atom, job_ticket& ticket) -> caf::typed_response_promise<job_outcome> {
       auto rp = self->make_response_promise<job_outcome>();
       auto& st = self->state;
-      if (st.started && !st.finished) {
-        rp.deliver(make_error(ec::invalid_job, "this runner already runs a job"));
+      if (!may_start(self, rp))
         return rp;
-      }
       st.promise = rp;
       st.claimed_by_status = true;
       begin_run(self, std::move(ticket));
@@ -667,10 +725,10 @@ job_runner_actor spawn_job_runner(caf::actor_system& sys, const runner_settings&
                                   std::shared_ptr<ports::job_environment> env,
                                   std::shared_ptr<ports::sql_connector> sql,
                                   std::shared_ptr<pg::cancel_registry> registry,
-                                  bool detached, std::shared_ptr<runner_turn> turn) {
+                                  bool detached) {
   job_runner_impl h = spawn_maybe_detached(sys, detached, job_runner_behavior, cfg,
                                            std::move(status), std::move(env), std::move(sql),
-                                           std::move(registry), std::move(turn));
+                                           std::move(registry));
   return h;
 }
 

@@ -57,23 +57,28 @@
 // job ends `failed` with that failed_reason — the ordinary failure path of the
 // model.
 //
-// Going on (docs/performance.md "The floor"): a runner spawned with a
-// runner_turn (and a job store in it) lives for its user's whole turn and
-// writes the end of every job that ends plainly (`finished`) itself, on its
-// own thread and store, under the status actor's rules (ports::run_turn_step),
-// unless the turn is fenced: with the next claim while the turn's `go_on` flag
-// holds (the user_queue clears it on a yield or stop) and the budget has
+// Going on (docs/performance.md "The floor", "A runner per running turn"): a
+// runner spawned with a job store of its own (runner_settings::store) and
+// bound to a turn (`turn`, a runner_turn) serves that user's whole turn, and
+// the next turns of other users after it (the node keeps it in its pool of
+// runners: no thread is created or ended per job). `claim` sends the turn's
+// `next` step on its own store and runs the job it claims, so that a turn of
+// one job crosses no other thread between its claim and its end. It writes
+// the end of every job that ends plainly (`finished`) itself, on its own
+// thread and store, under the status actor's rules (ports::run_turn_step),
+// unless the turn is fenced: with the next claim while the turn's `go_on`
+// flag holds (the scheduler clears it on a yield or stop) and the budget has
 // room, else with the release. When that step claims a job and the turn may
 // still go on, it tells the user_queue (`continued`) and runs the claimed job
-// at once: no thread hand-off between two jobs of a user. Anything else — the
-// release, a step that failed or did not claim a job, a drained, lost or
-// aborted job, a fenced turn — answers `run` as before, with the step it
-// sent (if any) and that step's answer or error, and the user_queue carries
-// on from there as if it had sent the step itself: retries, the carry and the
-// release stay the user_queue's. After writing the end of a job the status
-// actor claimed, it adds the job to the status actor's ended_elsewhere list. A
-// runner without a runner_turn (a turn of one job, whose budget leaves nothing
-// to go on to; tests) runs one job per `run` and quits.
+// at once. Anything else — the release, a step that failed or did not claim
+// a job, a drained, lost or aborted job, a fenced turn — answers `run` or
+// `claim` as before, with the step it sent (if any) and that step's answer or
+// error, and the user_queue carries on from there as if it had sent the step
+// itself: retries, the carry and the release stay the user_queue's. After a
+// claim of its own it tells the scheduler `started` (the lease is held: the
+// renewals start) without waiting. After writing the end of a job the status
+// actor claimed, it adds the job to the status actor's ended_elsewhere list.
+// A runner bound to no turn (tests) runs one job per `run` and quits.
 //
 // Concurrency: execute BLOCKS (libpq) and the environment blocks (Redis), so
 // in production the actor is spawned detached (its own thread). One statement
@@ -124,9 +129,15 @@ struct runner_settings {
   std::shared_ptr<ports::result_store> results;
   /// results.max-bytes and the batching of the appends.
   ports::keeper_limits results_limits;
+  /// The runner's own Redis connection for the turn steps it sends itself
+  /// ("Going on"); null: it never claims or writes a step.
+  std::shared_ptr<ports::job_store> store;
+  ports::turn_rules rules;
+  /// The status actor's (status_settings::ended_elsewhere); may be null.
+  std::shared_ptr<ports::ended_elsewhere> ended_elsewhere;
 };
 
-/// What a runner needs to go on by itself through its user's turn.
+/// The turn a runner serves ("Going on"), from the user_queue that took it.
 struct runner_turn {
   /// The turn's fields (user, token, host, slot, capacity, lease ttl,
   /// inherit); part and write are filled per step.
@@ -135,11 +146,8 @@ struct runner_turn {
   int64_t budget = 0;
   std::shared_ptr<turn_flags> flags;
   user_queue_actor queue;
-  /// Filled by the node's runner factory; null: the runner never goes on.
-  std::shared_ptr<ports::job_store> store;
-  ports::turn_rules rules;
-  /// The status actor's (status_settings::ended_elsewhere); may be null.
-  std::shared_ptr<ports::ended_elsewhere> ended_elsewhere;
+  /// Hears `started` after the runner's own claim.
+  scheduler_actor scheduler;
 };
 
 struct job_runner_state {
@@ -186,8 +194,8 @@ struct job_runner_state {
   bool start_observed = false;
   std::chrono::steady_clock::time_point started_at;
   caf::typed_response_promise<job_outcome> promise;
-  /// The turn it may go on through (null: one job per `run`).
-  std::shared_ptr<runner_turn> turn;
+  /// The turn it serves (null: one job per `run`, then it quits).
+  runner_turn_ptr turn;
   /// Counts the jobs run (answers meant for an earlier job are ignored).
   uint64_t run = 0;
   /// The current job came with `run` (claimed through the status actor, which
@@ -197,15 +205,14 @@ struct job_runner_state {
   static inline const char* name = "job_runner";
 };
 
-/// A runner for one job, or (with `turn` and its store) for a user's turn.
-/// REQUIRES: env, sql, registry non-null. `detached` must be true whenever the
-/// ports block (production); tests pass false.
+/// A runner: of one job, or (bound to a turn by `turn`, with cfg.store) of
+/// the turns it is given. REQUIRES: env, sql, registry non-null. `detached`
+/// must be true whenever the ports block (production); tests pass false.
 job_runner_actor spawn_job_runner(caf::actor_system& sys, const runner_settings& cfg,
                                   status_actor status,
                                   std::shared_ptr<ports::job_environment> env,
                                   std::shared_ptr<ports::sql_connector> sql,
                                   std::shared_ptr<pg::cancel_registry> registry,
-                                  bool detached = true,
-                                  std::shared_ptr<runner_turn> turn = nullptr);
+                                  bool detached = true);
 
 } // namespace batchq

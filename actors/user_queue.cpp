@@ -123,8 +123,14 @@ void end(self_ptr self, turn_end why) {
     st.report.carry.push_back(std::move(*st.unwritten));
     st.unwritten.reset();
   }
-  if (st.runner && st.runner_lives_for_turn)
-    self->send_exit(st.runner, caf::exit_reason::user_shutdown);
+  if (st.runner && st.runner_lives_for_turn) {
+    // Idle now (a turn ends with nothing in flight): the next turn may use it.
+    if (st.deps.give_back)
+      st.deps.give_back(std::move(st.runner));
+    else
+      self->send_exit(st.runner, caf::exit_reason::user_shutdown);
+    st.runner = nullptr;
+  }
   log::debug("turn ended", {{"user", st.g.user},
                             {"why", to_string(why)},
                             {"jobs", std::to_string(st.report.jobs)},
@@ -308,7 +314,14 @@ void on_turn_answer(self_ptr self, turn_answer& a) {
   release(self);
 }
 
+void claim_through_runner(self_ptr self);
+
 void next(self_ptr self) {
+  auto& st = self->state;
+  if (st.deps.runners_go_on && st.g.budget > 0 && !st.stopping) {
+    claim_through_runner(self);
+    return;
+  }
   step(self, make_request(self, turn_part::next), [=](turn_answer& a) { on_turn_answer(self, a); },
        [=](const caf::error& err) { release_after_refusal(self, err); });
 }
@@ -374,13 +387,12 @@ void write_end(self_ptr self, const job_outcome& o) {
        [=](const caf::error& err) { release_after_refusal(self, err); });
 }
 
-/// The runner sent the step writing the end `o` itself ("Going on"): carry on
-/// from its answer or its error as if this actor had sent it.
-void end_sent_by_runner(self_ptr self, job_outcome& o) {
+/// The runner sent the step `o.step` itself ("Going on"): carry on from its
+/// answer (with `ok`) or its error as if this actor had sent it.
+void carry_on_from(self_ptr self, job_outcome& o, std::function<void(turn_answer&)> ok) {
   auto& st = self->state;
-  count_end(self, o);
   st.current = std::move(o.step);
-  st.on_answer = end_written(self, o);
+  st.on_answer = std::move(ok);
   st.on_refused = [=](const caf::error& err) { release_after_refusal(self, err); };
   ++st.in_flight; // answered below, as if it had been in flight
   if (o.step_error)
@@ -389,65 +401,125 @@ void end_sent_by_runner(self_ptr self, job_outcome& o) {
     step_answered(self, o.step_answer);
 }
 
-void run_job(self_ptr self, job_ticket ticket) {
+/// The runner sent the step writing the end `o` itself.
+void end_sent_by_runner(self_ptr self, job_outcome& o) {
+  count_end(self, o);
+  carry_on_from(self, o, end_written(self, o));
+}
+
+/// The turn's runner: the one it holds, else a new one (bound to the turn
+/// when runners go on).
+job_runner_actor& runner(self_ptr self) {
   auto& st = self->state;
   if (!st.runner) {
-    // A turn of one job has nothing to go on to: its runner runs that job and
-    // quits, as it always did (measured: the turn's runner costs more there).
-    std::shared_ptr<runner_turn> t;
-    if (st.g.budget > 1) {
-      t = std::make_shared<runner_turn>();
+    st.runner = st.deps.make_runner(self->system());
+    st.runner_lives_for_turn = st.deps.runners_go_on;
+    if (st.runner_lives_for_turn) {
+      auto t = std::make_shared<runner_turn>();
       t->base = make_request(self, turn_part::none);
       t->base.inherit = st.g.inherit;
       t->budget = st.g.budget;
       t->flags = st.flags;
       t->queue = caf::actor_cast<user_queue_actor>(self);
+      t->scheduler = st.scheduler;
+      self->send(st.runner, turn_atom::value, runner_turn_ptr{std::move(t)});
     }
-    st.runner_lives_for_turn = t != nullptr;
-    st.runner = st.deps.make_runner(self->system(), std::move(t));
   }
+  return st.runner;
+}
+
+/// The runner ran a job (`run`, or a job it claimed itself) and answered `o`.
+void runner_answered(self_ptr self, job_outcome& o) {
+  auto& st = self->state;
+  if (!st.runner_lives_for_turn)
+    st.runner = nullptr; // it quit after its one job
+  st.report.statements_run += o.statements_run;
+  if (o.step_sent) {
+    end_sent_by_runner(self, o);
+    return;
+  }
+  if (o.how == job_end::lost || o.how == job_end::aborted || st.fenced) {
+    if (o.how != job_end::aborted)
+      st.unwritten =
+        unsettled_job{o.job_id, st.g.token, o.written_status, o.status, o.set, o.del};
+    if (st.deps.canceller)
+      self->send(st.deps.canceller, final_atom::value, o.job_id, o.written_status);
+    if (o.how == job_end::aborted && !st.fenced) {
+      log::error("job taken away while it ran", {{"user", st.g.user}, {"job_id", o.job_id}});
+      release(self);
+      return;
+    }
+    st.fenced = true;
+    ended_if_fenced(self);
+    return;
+  }
+  write_end(self, o);
+}
+
+/// The runner failed (an exception, or it was killed): the job's state is
+/// unknown, and the next turn recovers it as an orphan.
+void runner_failed(self_ptr self, const caf::error& err, const std::string& job_id) {
+  auto& st = self->state;
+  st.runner = nullptr;
+  log::error("job runner failed",
+             {{"user", st.g.user}, {"job_id", job_id}, {"error", render(err)}});
+  st.fenced = true;
+  ended_if_fenced(self);
+}
+
+void run_job(self_ptr self, job_ticket ticket) {
+  auto& st = self->state;
+  auto& r = runner(self);
   st.flags->jobs = st.report.jobs;
   auto job_id = ticket.job_id;
   log::debug("job claimed", {{"user", st.g.user}, {"job_id", job_id}});
   ++st.in_flight;
-  self->request(st.runner, caf::infinite, run_atom::value, std::move(ticket))
+  self->request(r, caf::infinite, run_atom::value, std::move(ticket))
+    .then(
+      [=](job_outcome& o) {
+        --self->state.in_flight;
+        runner_answered(self, o);
+      },
+      [=](caf::error& err) {
+        --self->state.in_flight;
+        runner_failed(self, err, job_id);
+      });
+}
+
+/// The `next` step through the turn's runner (job_runner.hpp "Going on"): it
+/// runs the job it claims at once and answers at its end, or answers the
+/// step at once when it claimed nothing to run, and this actor carries on
+/// from that answer as if it had sent the step itself.
+void claim_through_runner(self_ptr self) {
+  auto& st = self->state;
+  if (ended_if_fenced(self))
+    return;
+  auto& r = runner(self);
+  st.flags->jobs = st.report.jobs;
+  ++st.in_flight;
+  self->request(r, caf::infinite, claim_atom::value)
     .then(
       [=](job_outcome& o) {
         auto& st = self->state;
         --st.in_flight;
-        if (!st.runner_lives_for_turn)
-          st.runner = nullptr; // it quit after its one job
-        st.report.statements_run += o.statements_run;
-        if (o.step_sent) {
-          end_sent_by_runner(self, o);
+        if (!o.job_id.empty()) {
+          // It claimed a job and ran it: the lease was held (the runner told
+          // the scheduler), and no orphan was left in work in progress.
+          st.started_sent = true;
+          st.g.carry.clear();
+          runner_answered(self, o);
           return;
         }
-        if (o.how == job_end::lost || o.how == job_end::aborted || st.fenced) {
-          if (o.how != job_end::aborted)
-            st.unwritten = unsettled_job{o.job_id, st.g.token, o.written_status, o.status,
-                                         o.set, o.del};
-          if (st.deps.canceller)
-            self->send(st.deps.canceller, final_atom::value, o.job_id, o.written_status);
-          if (o.how == job_end::aborted && !st.fenced) {
-            log::error("job taken away while it ran", {{"user", st.g.user}, {"job_id", o.job_id}});
-            release(self);
-            return;
-          }
+        if (!o.step_sent) { // the turn was fenced before the runner sent anything
           st.fenced = true;
           ended_if_fenced(self);
           return;
         }
-        write_end(self, o);
+        carry_on_from(self, o, [=](turn_answer& a) { on_turn_answer(self, a); });
       },
       [=](caf::error& err) {
-        auto& st = self->state;
-        --st.in_flight;
-        st.runner = nullptr;
-        log::error("job runner failed",
-                   {{"user", st.g.user}, {"job_id", job_id}, {"error", render(err)}});
-        // The job's state is unknown: the next turn recovers it as an orphan.
-        st.fenced = true;
-        ended_if_fenced(self);
+        --self->state.in_flight;
+        runner_failed(self, err, "");
       });
 }
 

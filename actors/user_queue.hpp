@@ -53,6 +53,17 @@
 // flight are done. The canceller hears `final(job_id, status)` after each
 // job's end is written (a waiting cancel answers then).
 //
+// The runner (job_runner.hpp "Going on"): in production every turn is served
+// by one runner from the node's pool, bound to the turn when this actor takes
+// it and given back when the turn ends. Its `next` steps go through the
+// runner (`claim`): the runner claims on its own Redis connection and runs
+// the job it claimed at once, and writes a plainly ended job's end with the
+// next claim or the release itself; whatever it does not carry on with (an
+// orphan, an empty queue, a failure, a drained or lost job, a stop) it hands
+// back with the step it sent, and this actor goes on from that answer as if
+// it had sent the step. Every other step (orphans, requeues, retries, a
+// settle-only turn) goes through the status actor.
+//
 // Concurrency: event-based, never blocks; the runner and the helper that
 // stops backends run on threads of their own in production.
 #pragma once
@@ -73,12 +84,10 @@ namespace batchq {
 
 struct settings;
 
-struct runner_turn;
-
-/// Spawns the runner of a turn (production: spawn_job_runner with its ports,
-/// and a job store in `turn` so that it may go on by itself; job_runner.hpp).
-using job_runner_factory =
-  std::function<job_runner_actor(caf::actor_system&, std::shared_ptr<runner_turn> turn)>;
+/// A runner for a turn (production: one from the node's pool of runners,
+/// each with its own job store, so that it claims and goes on by itself;
+/// job_runner.hpp "Going on").
+using job_runner_factory = std::function<job_runner_actor(caf::actor_system&)>;
 
 struct user_queue_settings {
   /// This node (cluster.node-id): its own orphans are never deferred.
@@ -107,6 +116,14 @@ struct user_queue_deps {
   status_actor status;
   canceller_actor canceller;
   job_runner_factory make_runner;
+  /// The runners serve whole turns (they have a job store of their own): one
+  /// is bound to each turn, claims its jobs and writes their ends itself
+  /// (job_runner.hpp "Going on"). False: a runner per job, claims and ends
+  /// through the status actor (tests).
+  bool runners_go_on = false;
+  /// Takes back the runner of a turn that ended (production: the node's pool);
+  /// null: the runner is told to exit.
+  std::function<void(job_runner_actor)> give_back;
   /// Stops an orphan's backends (SPEC §7); may be null (tests: then nothing is
   /// stopped and the orphan is settled at once).
   std::shared_ptr<ports::backend_cancel> backends;

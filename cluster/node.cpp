@@ -9,6 +9,7 @@
 #include "actors/cluster_gate.hpp"
 #include "actors/coordination.hpp"
 #include "actors/job_runner.hpp"
+#include "actors/runner_pool.hpp"
 #include "actors/scheduler.hpp"
 #include "actors/status.hpp"
 #include "src/ports/redis_result_store.hpp"
@@ -97,6 +98,8 @@ struct node::impl {
   std::shared_ptr<ports::ended_elsewhere> ended_elsewhere =
     std::make_shared<ports::ended_elsewhere>();
   std::shared_ptr<ports::pg_backend_cancel> backends;
+  /// The runners waiting for a turn, and every runner made (worker only).
+  std::shared_ptr<runner_pool> runners;
   status_actor status;
   coordination_actor coordination;
   canceller_actor canceller;
@@ -209,24 +212,23 @@ void node::start_worker(std::shared_ptr<ports::redis_job_environment> env) {
   deps.status = st.status;
   deps.canceller = st.canceller;
   deps.backends = st.backends;
-  // A turn's runner writes its jobs' ends and claims the next job itself
-  // (job_runner.hpp, "Going on"), over a job store of its own: one per
-  // running turn, kept warm for the next turns.
-  auto stores = std::make_shared<ports::redis_job_store_pool>(
-    ep, static_cast<size_t>(std::max<int64_t>(1, s.batch_max_running)));
-  ports::turn_rules rules;
-  rules.node_id = s.cluster_node_id;
-  rules.finished_jobs_ttl = s.batch_finished_jobs_ttl;
-  auto ended_elsewhere = st.ended_elsewhere;
-  deps.make_runner = [=](caf::actor_system& sys, std::shared_ptr<runner_turn> turn) {
-    if (turn) {
-      turn->store = stores->take();
-      turn->rules = rules;
-      turn->ended_elsewhere = ended_elsewhere;
-    }
-    return spawn_job_runner(sys, runner_cfg, status, env, connector, registry, true,
-                            std::move(turn));
-  };
+  // The runners (job_runner.hpp "Going on"): one serves each running turn,
+  // claims its jobs and writes their ends over a Redis connection of its own,
+  // and waits in the pool for the next turn when its turn ends, so no thread
+  // is created per job (docs/performance.md "A runner per running turn").
+  runner_cfg.rules.node_id = s.cluster_node_id;
+  runner_cfg.rules.finished_jobs_ttl = s.batch_finished_jobs_ttl;
+  runner_cfg.ended_elsewhere = st.ended_elsewhere;
+  st.runners = std::make_shared<runner_pool>(
+    [=](caf::actor_system& sys) {
+      auto cfg = runner_cfg;
+      cfg.store = std::make_shared<ports::redis_job_store>(ep);
+      return spawn_job_runner(sys, cfg, status, env, connector, registry, true);
+    },
+    static_cast<size_t>(std::max<int64_t>(1, s.batch_max_running)));
+  deps.runners_go_on = true;
+  deps.make_runner = [runners = st.runners](caf::actor_system& sys) { return runners->take(sys); };
+  deps.give_back = [runners = st.runners](job_runner_actor r) { runners->give(std::move(r)); };
   auto queue_cfg = user_queue_settings::from(s);
   user_queue_factory make_queue = [=](caf::actor_system& sys, turn_grant g,
                                       scheduler_actor sched, std::shared_ptr<turn_flags> flags) {
@@ -336,6 +338,8 @@ void node::stop() {
   exit_actor(st.gate);
   exit_actor(st.subscriber);
   exit_actor(st.scheduler);
+  if (st.runners)
+    st.runners->close();
   exit_actor(st.coordination);
   exit_actor(st.canceller);
   exit_actor(st.status);

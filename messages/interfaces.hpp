@@ -8,9 +8,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
@@ -45,6 +47,12 @@ using orphans_atom = caf::atom_constant<caf::atom("orphans")>;
 using announce_atom = caf::atom_constant<caf::atom("announce")>;
 using settle_atom = caf::atom_constant<caf::atom("settle")>;
 using continued_atom = caf::atom_constant<caf::atom("continued")>;
+using claim_atom = caf::atom_constant<caf::atom("claim")>;
+
+/// What a runner shares with the turn it serves (actors/job_runner.hpp); only
+/// ever sent within one node.
+struct runner_turn;
+using runner_turn_ptr = std::shared_ptr<runner_turn>;
 
 // -- status: the only writer of job state ------------------------------------------
 
@@ -68,9 +76,19 @@ using status_actor = caf::typed_actor<
   // pg_cancel_backend fallback) for a user's cancel.
   caf::replies_to<cancel_mark_atom, std::string /*job_id*/>::with<bool>>;
 
-// -- job_runner: one running job ----------------------------------------------------
+// -- job_runner: runs the jobs of the turn it serves ---------------------------------
 
 using job_runner_actor = caf::typed_actor<
+  // From the user_queue that took this runner (production: from the node's
+  // pool of runners, one per running turn, kept across turns): serve this
+  // turn now. A runner that never got one runs one job per `run` and quits.
+  caf::reacts_to<turn_atom, runner_turn_ptr>,
+  // Claims the turn's next job itself (the `next` step on the runner's own
+  // Redis connection) and runs it as `run` does. When the step claims nothing
+  // the runner may run (no job, an orphan to settle, a failure, the turn no
+  // longer going on), it answers at once with no job: the step as sent and
+  // its answer or error (nothing sent: the turn is fenced).
+  caf::replies_to<claim_atom>::with<job_outcome>,
   // Runs the job's statements until it is final, drained, fenced or taken
   // away, writing progress (steps starting and ending) through status with
   // retries; answers with the state reached, which the user_queue writes
@@ -175,3 +193,5 @@ using cluster_gate_actor = caf::typed_actor<
   caf::replies_to<remote_cancel_atom, std::string /*job_id*/, node_proof>::with<bool>>;
 
 } // namespace batchq
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(batchq::runner_turn_ptr)

@@ -1,6 +1,5 @@
 #include "src/ports/redis_job_store.hpp"
 
-#include <mutex>
 #include <utility>
 #include <vector>
 
@@ -123,44 +122,6 @@ caf::expected<bool> redis_job_store::cancel_mark(const std::string& job_id, bool
   if (!r)
     return std::move(r.error());
   return set || (r->is_integer() && r->integer == 1);
-}
-
-struct redis_job_store_pool::shared {
-  redis::endpoint ep;
-  size_t max_idle = 0;
-  std::mutex m;
-  std::vector<std::unique_ptr<redis_job_store>> idle;
-};
-
-redis_job_store_pool::redis_job_store_pool(redis::endpoint ep, size_t max_idle)
-  : s_(std::make_shared<shared>()) {
-  s_->ep = std::move(ep);
-  s_->max_idle = max_idle;
-}
-
-std::shared_ptr<job_store> redis_job_store_pool::take() {
-  std::unique_ptr<redis_job_store> store;
-  {
-    std::lock_guard<std::mutex> guard{s_->m};
-    if (!s_->idle.empty()) {
-      store = std::move(s_->idle.back());
-      s_->idle.pop_back();
-    }
-  }
-  if (!store)
-    store = std::make_unique<redis_job_store>(s_->ep);
-  auto back = s_;
-  return std::shared_ptr<job_store>(store.release(), [back](job_store* p) {
-    std::unique_ptr<redis_job_store> owned{static_cast<redis_job_store*>(p)};
-    {
-      std::lock_guard<std::mutex> guard{back->m};
-      if (back->idle.size() < back->max_idle) {
-        back->idle.push_back(std::move(owned));
-        return;
-      }
-    }
-    // `owned` closes its connection here, outside the lock.
-  });
 }
 
 } // namespace batchq::ports

@@ -53,20 +53,4 @@ private:
   redis::client client_;
 };
 
-/// Job stores, each with its own connection, for the runners that write their
-/// turn's steps themselves (job_runner.hpp, "Going on"): one is taken for a
-/// turn and comes back when the last copy of the pointer is dropped; at most
-/// `max_idle` are kept warm (connected, scripts loaded), the others closed.
-/// Thread-safe; take() does no IO (a new store connects on its first call).
-class redis_job_store_pool {
-public:
-  redis_job_store_pool(redis::endpoint ep, size_t max_idle);
-
-  std::shared_ptr<job_store> take();
-
-private:
-  struct shared;
-  std::shared_ptr<shared> s_;
-};
-
 } // namespace batchq::ports

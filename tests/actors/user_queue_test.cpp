@@ -124,9 +124,9 @@ struct queue_fixture : test::actor_fixture {
   user_queue_deps deps;
   std::ostringstream log_lines;
   int next_id = 0;
-  /// The turn's runner goes on by itself (job_runner.hpp "Going on"); read when
-  /// the runner is spawned, so a test may set it before the turn starts. The
-  /// whole suite runs a second time with it on (ctest actors.user_queue.going_on).
+  /// The turn's runner claims and goes on by itself (job_runner.hpp "Going
+  /// on"); a test sets it with go_on_mode() before the turn starts. The whole
+  /// suite runs a second time with it on (ctest actors.user_queue.going_on).
   std::shared_ptr<bool> runner_goes_on =
     std::make_shared<bool>(std::getenv("BATCHQ_TEST_RUNNER_GOES_ON") != nullptr);
   std::shared_ptr<runner_store> runners_store = std::make_shared<runner_store>(store);
@@ -147,19 +147,26 @@ struct queue_fixture : test::actor_fixture {
     auto reg = registry;
     auto js = runners_store;
     auto goes_on = runner_goes_on;
-    deps.make_runner = [=](caf::actor_system& sys, std::shared_ptr<runner_turn> turn) {
+    deps.runners_go_on = *runner_goes_on;
+    deps.make_runner = [=](caf::actor_system& sys) {
       runner_settings rs;
       rs.node_id = "node-a";
-      if (turn && *goes_on) { // the runner writes its turn's steps itself (same fake store)
-        turn->store = js;
-        turn->rules.node_id = "node-a";
+      if (*goes_on) { // the runner claims and writes its turn's steps itself (same fake store)
+        rs.store = js;
+        rs.rules.node_id = "node-a";
       }
-      return spawn_job_runner(sys, rs, st, e, s, reg, false, std::move(turn));
+      return spawn_job_runner(sys, rs, st, e, s, reg, false);
     };
     sched.run();
   }
 
   ~queue_fixture() { log::set_sink(nullptr); }
+
+  /// The runners claim and go on by themselves from the next turn on.
+  void go_on_mode() {
+    *runner_goes_on = true;
+    deps.runners_go_on = true;
+  }
 
   /// A pending job of alice whose single step is `sql`, queued.
   std::string add_job(const std::string& sql_text) {
@@ -256,9 +263,8 @@ CAF_TEST(a turn runs the users jobs in order and releases the lease when the que
   CAF_CHECK_EQUAL(h->finals.size(), 2u);
   // One step per job: A's end is written in the step that claims B.
   CAF_CHECK_EQUAL(store->turns(turn_part::next), 3u); // claim A, A done + claim B, B done + empty
-  // Going on (job_runner.hpp), the status actor claims A and the runner sends
-  // the other two steps itself.
-  CAF_CHECK_EQUAL(runners_store->turns, *runner_goes_on ? 2u : 0u);
+  // Going on (job_runner.hpp), the runner sends all three steps itself.
+  CAF_CHECK_EQUAL(runners_store->turns, *runner_goes_on ? 3u : 0u);
 }
 
 CAF_TEST(a turn with a budget of two gives the slot back after two jobs) {
@@ -274,7 +280,8 @@ CAF_TEST(a turn with a budget of two gives the slot back after two jobs) {
   CAF_CHECK_EQUAL(store->leases.count("alice"), 0u);
   CAF_CHECK_EQUAL(store->published, strings{"alice"}); // after the release
   CAF_CHECK_EQUAL(store->turns(turn_part::release), 1u);
-  CAF_CHECK_EQUAL(runners_store->turns, *runner_goes_on ? 2u : 0u); // A + claim B, B + release
+  // Going on: claim A, A + claim B, B + release.
+  CAF_CHECK_EQUAL(runners_store->turns, *runner_goes_on ? 3u : 0u);
 }
 
 CAF_TEST(a lost claim reply is retried and answers the same job never the next one) {
@@ -390,12 +397,16 @@ CAF_TEST(the next turn takes over the lease its fenced turn still holds in redis
 CAF_TEST(a claim answered after the fence is carried and put back untouched by the next turn) {
   auto a = add_job("A");
   auto b = add_job("B");
-  // The claim lands in Redis but its answer arrives only after the fence.
+  // The claim lands in Redis but its answer arrives only after the fence
+  // (as the scheduler fences a turn: its flags first, then the message).
   user_queue_actor q;
+  auto flags = std::make_shared<turn_flags>();
   store->before_turn = [&](const turn_request&) {
+    flags->go_on = false;
+    flags->fenced = true;
     self->send(q, fence_atom::value, std::string{"tok1"});
   };
-  q = spawn_user_queue(sys, cfg, grant("tok1"), scheduler, deps);
+  q = spawn_user_queue(sys, cfg, grant("tok1"), scheduler, deps, flags);
   self->send(q, run_atom::value);
   sched.run();
   store->before_turn = nullptr;
@@ -711,7 +722,7 @@ CAF_TEST(a settle only turn puts a job it claimed straight back untouched) {
 
 
 CAF_TEST(a yield before the runner goes on makes it write the end with the release) {
-  *runner_goes_on = true;
+  go_on_mode();
   add_job("A");
   auto b = add_job("B");
   // As the scheduler yields a turn: its flags first, then the message.
@@ -724,20 +735,22 @@ CAF_TEST(a yield before the runner goes on makes it write the end with the relea
   CAF_CHECK_EQUAL(sql->script->sqls(), strings({"A"}));
   CAF_CHECK_EQUAL(status_of(b), "pending");
   CAF_CHECK_EQUAL(to_string(report().why), std::string{"released"});
-  CAF_CHECK_EQUAL(runners_store->turns, 1u);
+  // The runner claims A, sees the turn no longer goes on and hands the claim
+  // back; the user_queue runs A on it, and the runner writes A + release.
+  CAF_CHECK_EQUAL(runners_store->turns, 2u);
 }
 
 CAF_TEST(an end step of the runner whose reply was lost is retried once and the next job runs once) {
-  *runner_goes_on = true;
+  go_on_mode();
   auto a = add_job("A");
   auto b = add_job("B");
   auto c = add_job("C");
-  // The status actor's claim of A lands; the runner's step (A done + claim B)
-  // lands too, but its reply is lost: the user_queue sends the same step
-  // again, which answers B again (never C), and B runs once.
+  // The runner's claim of A lands; its next step (A done + claim B) lands
+  // too, but its reply is lost: the user_queue sends the same step again,
+  // which answers B again (never C), and B runs once.
   bool lost = false;
   store->before_turn = [&](const turn_request& r) {
-    if (!lost && !r.write.empty() && r.write.front().job_id == a && runners_store->turns == 1) {
+    if (!lost && !r.write.empty() && r.write.front().job_id == a && runners_store->turns == 2) {
       lost = true;
       store->lose_reply_next = 1;
     }
