@@ -740,6 +740,23 @@ CAF_TEST(a yield before the runner goes on makes it write the end with the relea
   CAF_CHECK_EQUAL(runners_store->turns, 2u);
 }
 
+CAF_TEST(a runner that claims tells the scheduler the lease is held before the job ends) {
+  go_on_mode();
+  add_job("A");
+  // A long first job: the lease must be renewed while it runs, and the
+  // scheduler renews only a turn it heard `started` from.
+  strings started_while_a_ran;
+  sql->script->answers["A"] = test::fake_answer::hook([&] { started_while_a_ran = h->started; });
+  start(grant("tok", 1));
+  CAF_CHECK_EQUAL(started_while_a_ran, strings{"alice tok"});
+  CAF_CHECK_EQUAL(h->started, strings{"alice tok"}); // once
+  CAF_CHECK_EQUAL(runners_store->turns, 2u);          // claim A, A + release
+  // Neither the claim nor the release went through the status actor (which
+  // wrote only A's step starting: A is a job of steps).
+  CAF_CHECK_EQUAL(store->turns(turn_part::next) + store->turns(turn_part::release), 2u);
+  CAF_CHECK_EQUAL(to_string(report().why), std::string{"idle"});
+}
+
 CAF_TEST(an end step of the runner whose reply was lost is retried once and the next job runs once) {
   go_on_mode();
   auto a = add_job("A");
