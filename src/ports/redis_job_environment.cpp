@@ -1,6 +1,8 @@
 #include "src/ports/redis_job_environment.hpp"
 
+#include <algorithm>
 #include <charconv>
+#include <iterator>
 
 #include "messages/error.hpp"
 #include "src/redis/embedded_scripts.hpp"
@@ -16,6 +18,13 @@ std::optional<int64_t> positive_integer(const std::string& text) {
   if (err != std::errc{} || end != text.data() + text.size() || value <= 0)
     return std::nullopt;
   return value;
+}
+
+/// Drops the entries of `m` whose time is up.
+template <class Map, class TimePoint>
+void sweep(Map& m, TimePoint now) {
+  for (auto i = m.begin(); i != m.end();)
+    i = now < i->second.until ? std::next(i) : m.erase(i);
 }
 
 } // namespace
@@ -58,14 +67,30 @@ redis_job_environment::read_env(const std::string& user, const std::string& dbus
     e.master_password = r->elements[3].str;
   if (r->elements[4].is_string())
     e.wanted_password = r->elements[4].str;
-  if (cache_ttl_.count() > 0) {
-    caps_[user] = cached<int64_t>{e.cap, now + cache_ttl_};
-    if (e.master_role && e.master_password)
-      passwords_[{user, *e.master_role}] = {e.master_password, now + cache_ttl_};
-    if (!dbuser.empty())
-      passwords_[{user, dbuser}] = {e.wanted_password, now + cache_ttl_};
-  }
+  if (cache_ttl_.count() > 0)
+    remember(user, dbuser, e, now);
   return e;
+}
+
+void redis_job_environment::remember(const std::string& user, const std::string& dbuser,
+                                     const user_env& e, clock::time_point now) {
+  if (caps_.size() + passwords_.size() > sweep_at_) {
+    sweep(caps_, now);
+    sweep(passwords_, now);
+    // Twice what is left (at least sweep_above): a sweep every so many
+    // inserts, never one per insert while every entry is still fresh.
+    sweep_at_ = std::max(sweep_above, 2 * (caps_.size() + passwords_.size()));
+  }
+  caps_[user] = cached<int64_t>{e.cap, now + cache_ttl_};
+  if (e.master_role && e.master_password)
+    passwords_[{user, *e.master_role}] = {e.master_password, now + cache_ttl_};
+  if (!dbuser.empty())
+    passwords_[{user, dbuser}] = {e.wanted_password, now + cache_ttl_};
+}
+
+size_t redis_job_environment::cached_entries() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return caps_.size() + passwords_.size();
 }
 
 caf::expected<int64_t> redis_job_environment::timeout_cap_ms(const std::string& user) {

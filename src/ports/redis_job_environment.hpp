@@ -18,8 +18,13 @@
 //   logged.
 //
 // Thread-safe: one instance is shared by every runner thread of the node; a
-// mutex guards the connection and the cache (lookups are rare: once per job
-// and cached). Calls BLOCK on Redis: only detached actors call them.
+// mutex guards the connection and the cache (lookups are rare: once per new
+// user and cached; a connection per runner measured no faster, even on
+// 10,000 new users at once: docs/performance.md "A runner per running
+// turn"). Expired entries are swept once the cache holds more than
+// sweep_above entries (then twice what is left), so a node that sees many
+// users once does not keep them all. Calls BLOCK on Redis: only detached
+// actors call them.
 #pragma once
 
 #include <chrono>
@@ -55,6 +60,8 @@ public:
 
   /// Round trips so far (tests, docs/round-trips.md).
   uint64_t round_trips() const;
+  /// Caps and passwords in the cache, expired ones not swept yet (tests).
+  size_t cached_entries() const;
 
 private:
   template <class T>
@@ -76,6 +83,15 @@ private:
   /// `dbuser`: the role whose password is wanted ("" for none).
   caf::expected<user_env> read_env(const std::string& user, const std::string& dbuser,
                                    clock::time_point now);
+
+  /// Caches what `e` says (REQUIRES: mtx_ held).
+  void remember(const std::string& user, const std::string& dbuser, const user_env& e,
+                clock::time_point now);
+
+  /// Cache entries (caps and passwords) above which expired ones are swept
+  /// at the next insert; then twice what is left, at least sweep_above.
+  static constexpr size_t sweep_above = 4096;
+  size_t sweep_at_ = sweep_above;
 
   int64_t default_timeout_ms_;
   std::chrono::milliseconds cache_ttl_;

@@ -229,6 +229,43 @@ TEST_F(runner_ports, TheTimeoutCapIsTheUsersLimitElseTheDefault) {
   EXPECT_EQ(*cap, 5000);
 }
 
+TEST_F(runner_ports, RunnersLookingUpNewUsersAtOnceEachGetTheirOwnUsersCap) {
+  ports::redis_job_environment env{test_endpoint(), default_cap, 30s};
+  hset(redis::keys::limits_batch(user + "-t2-7"), {"timeout", "777"});
+  constexpr int threads = 4;
+  constexpr int per_thread = 50;
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t)
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < per_thread; ++i) {
+        auto name = user + "-t" + std::to_string(t) + "-" + std::to_string(i);
+        auto cap = env.timeout_cap_ms(name);
+        auto want = name == user + "-t2-7" ? 777 : default_cap;
+        if (!cap || *cap != want)
+          ++wrong;
+      }
+    });
+  for (auto& t : ts)
+    t.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(env.round_trips(), static_cast<uint64_t>(threads * per_thread)); // one per new user
+}
+
+TEST_F(runner_ports, ExpiredEntriesAreSweptSoUsersSeenOnceAreNotAllKept) {
+  // 5,000 users seen once, each entry expired a millisecond later: the
+  // cache sweeps them instead of keeping all 5,000 (no lookup reads them again).
+  ports::redis_job_environment env{test_endpoint(), default_cap, 1ms};
+  for (int i = 0; i < 5000; ++i)
+    ASSERT_TRUE(env.timeout_cap_ms(user + "-once-" + std::to_string(i)));
+  EXPECT_LT(env.cached_entries(), 4096u);
+  // A user looked up again after the sweep is read again, and right.
+  hset(redis::keys::limits_batch(user + "-once-0"), {"timeout", "4321"});
+  auto cap = env.timeout_cap_ms(user + "-once-0");
+  ASSERT_TRUE(cap);
+  EXPECT_EQ(*cap, 4321);
+}
+
 TEST(PgSqlConnector, RunsAStatementAndASecondAcquireReusesTheConnection) {
   auto pool = std::make_shared<pg::pool>();
   ports::pg_sql_connector sql{pool};
