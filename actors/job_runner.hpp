@@ -1,5 +1,7 @@
-// The job_runner actor: runs ONE claimed job's statements (SPEC §2, §3.4,
-// §3.5, §6, §7; the job_runner row of docs/architecture.md).
+// The job_runner actor: runs the statements of one claimed job at a time
+// (SPEC §2, §3.4, §3.5, §6, §7; the job_runner row of docs/architecture.md);
+// in production the jobs of the turn it serves, then the next turn's
+// ("Going on" below).
 //
 // Message flow for `run(ticket)` (the response promise is kept until the end):
 //   decode the ticket's record (src/job/record.hpp); registry->arm(job_id,
@@ -13,10 +15,11 @@
 //     begin -> progress write (running) -> execute (BLOCKING, with the token)
 //           -> apply(outcome) -> final? answer `finished`
 //                              : progress write -> next `step`
-// The runner never writes a FINAL state or a requeue: it answers with the
-// state reached (job_outcome: status, fields to set and delete, the status
-// last written), and the user_queue writes it in the same turn step that
-// claims the user's next job or releases the lease (one round trip).
+// A runner that serves no turn never writes a FINAL state or a requeue: it
+// answers with the state reached (job_outcome: status, fields to set and
+// delete, the status last written), and the user_queue writes it in the same
+// turn step that claims the user's next job or releases the lease (one round
+// trip). A runner serving a turn writes a plain end itself ("Going on").
 //
 // Outcomes: succeeded -> success; failed -> failure(PostgreSQL's message);
 // cancelled (the token fired or the lease deadline passed) -> by the reason

@@ -197,8 +197,8 @@ void node::start_worker(std::shared_ptr<ports::redis_job_environment> env) {
   auto& st = *impl_;
   const auto& s = cfg_;
   auto ep = batch_endpoint(s);
-  // job runners: one detached actor per job, sharing the pool, environment
-  // and registry.
+  // job runners: detached actors sharing the PostgreSQL pool, the
+  // environment and the registry (the pool of runners below).
   runner_settings runner_cfg;
   runner_cfg.node_id = s.cluster_node_id;
   runner_cfg.postgres_port = s.postgres_port;
