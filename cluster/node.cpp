@@ -238,7 +238,8 @@ void node::start_worker(std::shared_ptr<ports::redis_job_environment> env) {
   // coordination: the scheduler's own Redis connection (renewals, hosts,
   // sweep, announcements), on its own thread; the scheduler never blocks.
   st.coordination =
-    spawn_coordination(sys_, std::make_shared<ports::redis_coordination>(ep, metadata_db));
+    spawn_coordination(sys_, std::make_shared<ports::redis_coordination>(ep, metadata_db), true,
+                       env);
   st.scheduler = spawn_scheduler(sys_, scheduler_settings::from(s), st.coordination,
                                  st.canceller, st.registry, make_queue);
 

@@ -145,7 +145,8 @@ using coordination_actor = caf::typed_actor<
   // of the leases that are no longer held (lost). Errors: redis_unavailable.
   caf::replies_to<renew_atom, std::vector<held_lease>, int64_t /*ttl_ms*/>::with<
     std::vector<std::string>>,
-  // The database host of each user ("" unknown), one pipelined round trip.
+  // The database host of each user ("" unknown), one pipelined round trip;
+  // then their job environment is read ahead for their runners.
   caf::replies_to<hosts_atom, std::vector<std::string>>::with<std::vector<std::string>>,
   // The crash sweep (SPEC §7): users with work in progress and no lease.
   caf::replies_to<orphans_atom>::with<std::vector<std::string>>,

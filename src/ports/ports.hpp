@@ -110,6 +110,11 @@ public:
   /// nullopt when none is found. Never logged.
   virtual caf::expected<std::optional<std::string>> password(const std::string& user,
                                                              const std::string& dbuser) = 0;
+
+  /// Reads ahead the environment of `users` that is not cached (their caps
+  /// and master keys' passwords), so that their runners find it cached; a
+  /// failure is ignored (each runner then reads its own). Default: nothing.
+  virtual void prime(const std::vector<std::string>& users) { (void)users; }
 };
 
 /// One job's PostgreSQL connection (a pooled pg::session in production).

@@ -43,6 +43,38 @@ uint64_t redis_job_environment::round_trips() const {
   return client_.round_trips();
 }
 
+std::vector<std::string> redis_job_environment::env_command(const std::string& user,
+                                                          const std::string& dbuser) const {
+  return {"EVALSHA",
+          std::string{redis::scripts::user_env.sha1},
+          "3",
+          redis::keys::limits_batch(user),
+          redis::keys::rails_user(user),
+          redis::keys::role_keys(user),
+          redis::keys::api_key(user, ""),
+          dbuser};
+}
+
+caf::expected<redis_job_environment::user_env>
+redis_job_environment::decode_env(const std::string& user, const redis::reply& r) const {
+  if (!r.is_array() || r.elements.size() != 5)
+    return make_error(ec::redis_error, "unexpected user_env reply: " + r.to_string());
+  user_env e;
+  e.cap = default_timeout_ms_;
+  if (r.elements[0].is_string())
+    if (auto v = positive_integer(r.elements[0].str))
+      e.cap = *v;
+  if (r.elements[1].is_string() && !r.elements[1].str.empty())
+    e.master_key = redis::keys::api_key(user, r.elements[1].str);
+  if (r.elements[2].is_string())
+    e.master_role = r.elements[2].str;
+  if (r.elements[3].is_string())
+    e.master_password = r.elements[3].str;
+  if (r.elements[4].is_string())
+    e.wanted_password = r.elements[4].str;
+  return e;
+}
+
 caf::expected<redis_job_environment::user_env>
 redis_job_environment::read_env(const std::string& user, const std::string& dbuser,
                                 clock::time_point now) {
@@ -52,24 +84,35 @@ redis_job_environment::read_env(const std::string& user, const std::string& dbus
     {redis::keys::api_key(user, ""), dbuser});
   if (!r)
     return std::move(r.error());
-  if (!r->is_array() || r->elements.size() != 5)
-    return make_error(ec::redis_error, "unexpected user_env reply: " + r->to_string());
-  user_env e;
-  e.cap = default_timeout_ms_;
-  if (r->elements[0].is_string())
-    if (auto v = positive_integer(r->elements[0].str))
-      e.cap = *v;
-  if (r->elements[1].is_string() && !r->elements[1].str.empty())
-    e.master_key = redis::keys::api_key(user, r->elements[1].str);
-  if (r->elements[2].is_string())
-    e.master_role = r->elements[2].str;
-  if (r->elements[3].is_string())
-    e.master_password = r->elements[3].str;
-  if (r->elements[4].is_string())
-    e.wanted_password = r->elements[4].str;
-  if (cache_ttl_.count() > 0)
-    remember(user, dbuser, e, now);
+  auto e = decode_env(user, *r);
+  if (e && cache_ttl_.count() > 0)
+    remember(user, dbuser, *e, now);
   return e;
+}
+
+void redis_job_environment::prime(const std::vector<std::string>& users) {
+  if (cache_ttl_.count() <= 0 || users.empty())
+    return;
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto now = clock::now();
+  std::vector<std::string> wanted;
+  std::vector<std::vector<std::string>> cmds;
+  for (const auto& u : users) {
+    if (auto i = caps_.find(u); i != caps_.end() && now < i->second.until)
+      continue;
+    wanted.push_back(u);
+    cmds.push_back(env_command(u, ""));
+  }
+  if (cmds.empty())
+    return;
+  // Scripts are loaded at connect; a NOSCRIPT (or any error) answer leaves
+  // that user to its runner's own lookup.
+  auto r = client_.pipeline(cmds);
+  if (!r || r->size() != wanted.size())
+    return;
+  for (size_t i = 0; i < wanted.size(); ++i)
+    if (auto e = decode_env(wanted[i], (*r)[i]))
+      remember(wanted[i], "", *e, now);
 }
 
 void redis_job_environment::remember(const std::string& user, const std::string& dbuser,

@@ -266,6 +266,35 @@ TEST_F(runner_ports, ExpiredEntriesAreSweptSoUsersSeenOnceAreNotAllKept) {
   EXPECT_EQ(*cap, 4321);
 }
 
+TEST_F(runner_ports, PrimingReadsNewUsersInOneRoundTripAndTheirLookupsHitTheCache) {
+  make_user(user + "_owner");
+  hset(redis::keys::limits_batch(user), {"timeout", "2468"});
+  ports::redis_job_environment env{test_endpoint(), default_cap, 30s};
+  std::vector<std::string> users{user};
+  for (int i = 0; i < 49; ++i)
+    users.push_back(user + "-new-" + std::to_string(i));
+  env.prime(users);
+  EXPECT_EQ(env.round_trips(), 1u); // 50 users, one pipelined round trip
+  auto cap = env.timeout_cap_ms(user);
+  ASSERT_TRUE(cap);
+  EXPECT_EQ(*cap, 2468);
+  auto p = env.password(user, user + "_owner"); // the master key's, read ahead too
+  ASSERT_TRUE(p && p->has_value());
+  EXPECT_EQ(**p, "master-pw");
+  for (size_t i = 1; i < users.size(); ++i) {
+    auto c = env.timeout_cap_ms(users[i]);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(*c, default_cap);
+  }
+  EXPECT_EQ(env.round_trips(), 1u); // every lookup above was a hit
+  env.prime(users);
+  EXPECT_EQ(env.round_trips(), 1u); // all cached: nothing sent
+  // Without a cache there is nothing to read ahead into.
+  ports::redis_job_environment uncached{test_endpoint(), default_cap, 0ms};
+  uncached.prime(users);
+  EXPECT_EQ(uncached.round_trips(), 0u);
+}
+
 TEST(PgSqlConnector, RunsAStatementAndASecondAcquireReusesTheConnection) {
   auto pool = std::make_shared<pg::pool>();
   ports::pg_sql_connector sql{pool};
