@@ -654,10 +654,14 @@ void claim(self_ptr self) {
   begin_run(self, std::move(a->jobs.front()));
 }
 
+/// A job is running (begun, not finished).
+bool busy(const job_runner_state& st) {
+  return st.started && !st.finished;
+}
+
 /// Whether a request may start a job now; else `rp` is answered with why not.
 bool may_start(self_ptr self, caf::typed_response_promise<job_outcome>& rp) {
-  auto& st = self->state;
-  if (st.started && !st.finished) {
+  if (busy(self->state)) {
     rp.deliver(make_error(ec::invalid_job, "this runner already runs a job"));
     return false;
   }
@@ -684,7 +688,7 @@ job_runner_behavior(self_ptr self, runner_settings cfg, status_actor status,
   return {
     [=](turn_atom, runner_turn_ptr& turn) {
       auto& st = self->state;
-      if (st.started && !st.finished) {
+      if (busy(st)) {
         log::error("job runner given a turn while it runs a job", {{"job_id", job_id_of(self)}});
         return;
       }

@@ -66,11 +66,9 @@ struct user_queue_state {
   /// Orphans still to settle, oldest first.
   std::deque<job_ticket> orphans;
   turn_report report;
-  /// The turn's runner (one for the whole turn) and what it shares with it.
+  /// The turn's runner (one for the whole turn when deps.runners_go_on, else
+  /// one per job) and what it shares with it.
   job_runner_actor runner;
-  /// The runner was spawned for the whole turn (it goes on by itself), not
-  /// for one job.
-  bool runner_lives_for_turn = false;
   std::shared_ptr<turn_flags> flags = std::make_shared<turn_flags>();
 
   static inline const char* name = "user_queue";
@@ -123,7 +121,7 @@ void end(self_ptr self, turn_end why) {
     st.report.carry.push_back(std::move(*st.unwritten));
     st.unwritten.reset();
   }
-  if (st.runner && st.runner_lives_for_turn) {
+  if (st.runner && st.deps.runners_go_on) {
     // Idle now (a turn ends with nothing in flight): the next turn may use it.
     if (st.deps.give_back)
       st.deps.give_back(std::move(st.runner));
@@ -413,8 +411,7 @@ job_runner_actor& runner(self_ptr self) {
   auto& st = self->state;
   if (!st.runner) {
     st.runner = st.deps.make_runner(self->system());
-    st.runner_lives_for_turn = st.deps.runners_go_on;
-    if (st.runner_lives_for_turn) {
+    if (st.deps.runners_go_on) {
       auto t = std::make_shared<runner_turn>();
       t->base = make_request(self, turn_part::none);
       t->base.inherit = st.g.inherit;
@@ -431,7 +428,7 @@ job_runner_actor& runner(self_ptr self) {
 /// The runner ran a job (`run`, or a job it claimed itself) and answered `o`.
 void runner_answered(self_ptr self, job_outcome& o) {
   auto& st = self->state;
-  if (!st.runner_lives_for_turn)
+  if (!st.deps.runners_go_on)
     st.runner = nullptr; // it quit after its one job
   st.report.statements_run += o.statements_run;
   if (o.step_sent) {

@@ -43,16 +43,11 @@ uint64_t redis_job_environment::round_trips() const {
   return client_.round_trips();
 }
 
-std::vector<std::string> redis_job_environment::env_command(const std::string& user,
-                                                          const std::string& dbuser) const {
-  return {"EVALSHA",
-          std::string{redis::scripts::user_env.sha1},
-          "3",
-          redis::keys::limits_batch(user),
-          redis::keys::rails_user(user),
-          redis::keys::role_keys(user),
-          redis::keys::api_key(user, ""),
-          dbuser};
+redis_job_environment::env_call redis_job_environment::call_for(const std::string& user,
+                                                                const std::string& dbuser) {
+  return {{redis::keys::limits_batch(user), redis::keys::rails_user(user),
+           redis::keys::role_keys(user)},
+          {redis::keys::api_key(user, ""), dbuser}};
 }
 
 caf::expected<redis_job_environment::user_env>
@@ -78,10 +73,8 @@ redis_job_environment::decode_env(const std::string& user, const redis::reply& r
 caf::expected<redis_job_environment::user_env>
 redis_job_environment::read_env(const std::string& user, const std::string& dbuser,
                                 clock::time_point now) {
-  auto r = client_.eval(
-    redis::scripts::user_env,
-    {redis::keys::limits_batch(user), redis::keys::rails_user(user), redis::keys::role_keys(user)},
-    {redis::keys::api_key(user, ""), dbuser});
+  auto c = call_for(user, dbuser);
+  auto r = client_.eval(redis::scripts::user_env, c.keys, c.args);
   if (!r)
     return std::move(r.error());
   auto e = decode_env(user, *r);
@@ -101,7 +94,8 @@ void redis_job_environment::prime(const std::vector<std::string>& users) {
     if (auto i = caps_.find(u); i != caps_.end() && now < i->second.until)
       continue;
     wanted.push_back(u);
-    cmds.push_back(env_command(u, ""));
+    auto c = call_for(u, "");
+    cmds.push_back(redis::client::evalsha_command(redis::scripts::user_env, c.keys, c.args));
   }
   if (cmds.empty())
     return;

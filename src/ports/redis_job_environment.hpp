@@ -90,8 +90,13 @@ private:
   /// `dbuser`: the role whose password is wanted ("" for none).
   caf::expected<user_env> read_env(const std::string& user, const std::string& dbuser,
                                    clock::time_point now);
-  /// user_env.lua's command for `user` and role `dbuser`, and its answer read.
-  std::vector<std::string> env_command(const std::string& user, const std::string& dbuser) const;
+  /// user_env.lua's keys and arguments for `user` and role `dbuser`, and its
+  /// answer read.
+  struct env_call {
+    std::vector<std::string> keys;
+    std::vector<std::string> args;
+  };
+  static env_call call_for(const std::string& user, const std::string& dbuser);
   caf::expected<user_env> decode_env(const std::string& user, const redis::reply& r) const;
 
   /// Caches what `e` says (REQUIRES: mtx_ held).

@@ -301,8 +301,9 @@ client::pipeline(const std::vector<std::vector<std::string>>& commands) {
   return out;
 }
 
-caf::expected<reply> client::eval(const script& s, const std::vector<std::string>& keys,
-                                  const std::vector<std::string>& args) {
+std::vector<std::string> client::evalsha_command(const script& s,
+                                                 const std::vector<std::string>& keys,
+                                                 const std::vector<std::string>& args) {
   std::vector<std::string> argv;
   argv.reserve(3 + keys.size() + args.size());
   argv.emplace_back("EVALSHA");
@@ -310,6 +311,12 @@ caf::expected<reply> client::eval(const script& s, const std::vector<std::string
   argv.push_back(std::to_string(keys.size()));
   argv.insert(argv.end(), keys.begin(), keys.end());
   argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
+}
+
+caf::expected<reply> client::eval(const script& s, const std::vector<std::string>& keys,
+                                  const std::vector<std::string>& args) {
+  auto argv = evalsha_command(s, keys, args);
   auto r = exec(argv);
   if (r && r->is_error() && r->str.compare(0, 8, "NOSCRIPT") == 0) {
     ++noscript_fallbacks_;

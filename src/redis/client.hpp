@@ -131,6 +131,12 @@ public:
   caf::expected<reply> eval(const script& s, const std::vector<std::string>& keys,
                             const std::vector<std::string>& args);
 
+  /// The EVALSHA command eval() sends first, for a pipeline (whose caller
+  /// then handles a NOSCRIPT answer itself; scripts are loaded at connect).
+  static std::vector<std::string> evalsha_command(const script& s,
+                                                  const std::vector<std::string>& keys,
+                                                  const std::vector<std::string>& args);
+
   /// Connects now if not connected, obeying the backoff (fails fast while it
   /// runs). Returns a default (no-error) caf::error when connected.
   caf::error ensure_connected();
