@@ -1,8 +1,10 @@
 #include "src/pg/session.hpp"
 
+#include <atomic>
 #include <cctype>
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <exception>
 #include <memory>
@@ -559,13 +561,44 @@ exchange round_trip(PGconn* c, const std::shared_ptr<cancel_flight>& flight,
   return read_results(c, flight, token, bounds, want_value, grace, sink);
 }
 
+// libpq hands an error the server sends outside any statement to the notice
+// receiver: on an idle connection that is the server's last word before it
+// closes it (`FATAL: terminating connection ...`). It can reach libpq's
+// buffer in the same read as a reset's answers, before the EOF, and then the
+// socket is quiet while the connection is dead; the flag remembers it.
+struct notice_hook {
+  bool fatal_seen = false;
+};
+
+// libpq's default receiver, the one every connection starts with (it ignores
+// its argument and passes the text on to the processor libpqxx installs).
+std::atomic<PQnoticeReceiver> default_receiver{nullptr};
+
+void on_notice(void* arg, const PGresult* res) {
+  // libpq's own notices (severity NOTICE) can come from a PGresult that
+  // outlives its connection: `arg` is only touched for the server's FATAL or
+  // PANIC, which only arrive while the connection is open.
+  const char* sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+  if (sev != nullptr && (std::strcmp(sev, "FATAL") == 0 || std::strcmp(sev, "PANIC") == 0)) {
+    static_cast<notice_hook*>(arg)->fatal_seen = true;
+    return;
+  }
+  if (auto next = default_receiver.load(std::memory_order_relaxed); next != nullptr)
+    next(nullptr, res);
+}
+
 } // namespace
 
 struct session::impl {
   explicit impl(const std::string& conninfo) : conn(conninfo) {
-    // nop
+    if (auto* c = conn.raw(); c != nullptr) {
+      auto previous = PQsetNoticeReceiver(c, &on_notice, &hook);
+      if (previous != &on_notice)
+        default_receiver.store(previous, std::memory_order_relaxed);
+    }
   }
   pqxx_connection conn;
+  notice_hook hook;
   std::shared_ptr<cancel_flight> flight = std::make_shared<cancel_flight>();
 };
 
@@ -694,6 +727,14 @@ bool session::healthy_when_idle() noexcept {
   if (broken_ || c == nullptr || PQstatus(c) != CONNECTION_OK
       || PQtransactionStatus(c) != PQTRANS_IDLE)
     return false;
+  // Parse what libpq holds already (a termination notice read with the
+  // reset's answers), then look at the socket for what it does not.
+  PQisBusy(c);
+
+  if (impl_->hook.fatal_seen) {
+    broken_ = true;
+    return false;
+  }
   int sock = PQsocket(c);
   if (sock < 0)
     return false;

@@ -15,6 +15,7 @@
 
 #include "messages/error.hpp"
 #include "tests/pg/pg_fixture.hpp"
+#include "tests/support/tcp_proxy.hpp"
 
 using namespace batchq::pg;
 using namespace batchq::pg::test;
@@ -186,6 +187,31 @@ TEST(PgPool, ATerminatedIdleConnectionIsReplacedByAFreshOne) {
   admin_exec("SELECT pg_terminate_backend(" + std::to_string(pid) + ")");
   ASSERT_TRUE(wait_until([&] { return !backend_exists(pid); }));
   auto c = must(p.acquire(superuser_key(), ""));
+  EXPECT_FALSE(c.reused());
+  EXPECT_NE(c->backend_pid(), pid);
+  auto r = c->execute("job-fresh", "SELECT 1", 0);
+  ASSERT_TRUE(r) << batchq::message_of(r.error());
+  EXPECT_EQ(r->what, outcome::succeeded);
+}
+
+// The race of the test above made certain: the server's termination
+// notice is read with the session reset's answers, and its EOF is held back
+// (the proxy keeps the client side open), so the socket is quiet on the next
+// acquire while the connection is dead.
+TEST(PgPool, ATerminationNoticeReadWithTheResetsAnswersIsNeverReused) {
+  batchq::test::tcp_proxy proxy{static_cast<uint16_t>(batchq::test::pg_port())};
+  proxy.hold_clients_when_the_server_closes();
+  pool p;
+  pool_key key{"127.0.0.1", proxy.port(), "postgres", "postgres"};
+  int pid;
+  {
+    auto c = must(p.acquire(key, ""));
+    pid = c->backend_pid();
+  } // given back: its session reset is sent, its answers not yet read
+  ASSERT_EQ(p.idle_count(key), 1u);
+  admin_exec("SELECT pg_terminate_backend(" + std::to_string(pid) + ")");
+  ASSERT_TRUE(wait_until([&] { return proxy.held_server_closes() == 1; }));
+  auto c = must(p.acquire(key, ""));
   EXPECT_FALSE(c.reused());
   EXPECT_NE(c->backend_pid(), pid);
   auto r = c->execute("job-fresh", "SELECT 1", 0);

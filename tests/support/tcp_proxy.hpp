@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -70,6 +71,15 @@ public:
     poke();
   }
 
+  /// From now on, when the server ends a connection, its client side is
+  /// kept open (everything the server sent before its end is forwarded, the
+  /// end itself is not): a client then sees a server's last words without
+  /// the EOF that follows them.
+  void hold_clients_when_the_server_closes() { hold_on_server_close_ = true; }
+
+  /// How many connections the server ended while clients were held.
+  int held_server_closes() const { return held_server_closes_; }
+
 private:
   struct pair {
     int client;
@@ -81,7 +91,19 @@ private:
     (void)!::write(wake_[1], &c, 1);
   }
 
-  int connect_target() { return connect_loopback(target_); }
+  // Both sides without Nagle's delay, as the servers behind it set theirs:
+  // a small message written right after another must not wait for an ACK.
+  static void no_delay(int fd) {
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  }
+
+  int connect_target() {
+    int fd = connect_loopback(target_);
+    if (fd >= 0)
+      no_delay(fd);
+    return fd;
+  }
 
   // Copies what `from` has to `to`; false when either side is done.
   static bool pump(int from, int to) {
@@ -120,6 +142,7 @@ private:
       if (fds[1].revents != 0) {
         int c = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
         if (c >= 0) {
+          no_delay(c);
           if (stalled_) {
             held_.push_back(c);
           } else {
@@ -137,14 +160,21 @@ private:
       for (size_t i = 0; i < pairs_.size(); ++i) {
         auto& p = pairs_[i];
         bool ok = true;
+        bool server_ended = false;
         auto cr = fds[2 + 2 * i].revents;
         auto sr = fds[3 + 2 * i].revents;
         if (cr != 0)
           ok = pump(p.client, p.server);
-        if (ok && sr != 0)
+        if (ok && sr != 0) {
           ok = pump(p.server, p.client);
+          server_ended = !ok;
+        }
         if (ok) {
           alive.push_back(p);
+        } else if (server_ended && hold_on_server_close_) {
+          ::close(p.server);
+          held_.push_back(p.client);
+          ++held_server_closes_;
         } else {
           ::close(p.client);
           ::close(p.server);
@@ -160,6 +190,8 @@ private:
   int wake_[2] = {-1, -1};
   std::atomic<bool> stop_{false};
   std::atomic<bool> stalled_{false};
+  std::atomic<bool> hold_on_server_close_{false};
+  std::atomic<int> held_server_closes_{0};
   std::vector<pair> pairs_; // loop thread only (and the destructor after join)
   std::vector<int> held_;   // ditto
   std::thread loop_;
