@@ -26,6 +26,7 @@ scheduler_settings scheduler_settings::from(const settings& s) {
   x.lease_ttl = std::chrono::milliseconds{s.batch_lease_ttl};
   x.shutdown_grace = std::chrono::seconds{s.batch_shutdown_grace};
   x.sweep_interval = std::chrono::seconds{s.batch_sweep_interval};
+  x.turn_slice = std::chrono::milliseconds{s.batch_turn_slice};
   return x;
 }
 
@@ -34,14 +35,16 @@ namespace {
 using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
 using deadline_atom = caf::atom_constant<caf::atom("deadline")>;
 using grace_atom = caf::atom_constant<caf::atom("grace")>;
+using slice_atom = caf::atom_constant<caf::atom("slice")>;
 
 /// The scheduler's own handle type: the public interface plus its timers:
 /// `(sweep)` the crash sweep, `(deadline, user, token)` a turn's lease
 /// deadline, `(grace)` the drain's grace is over, `(drain, tick)` the drain's
-/// bound is over. Others only ever see the public `scheduler_actor`.
+/// bound is over, `(slice)` the earliest slice of a contended turn is over.
+/// Others only ever see the public `scheduler_actor`.
 using scheduler_impl = scheduler_actor::extend<
   caf::reacts_to<sweep_atom>, caf::reacts_to<deadline_atom, std::string, std::string>,
-  caf::reacts_to<grace_atom>, caf::reacts_to<drain_atom, tick_atom>>;
+  caf::reacts_to<grace_atom>, caf::reacts_to<drain_atom, tick_atom>, caf::reacts_to<slice_atom>>;
 
 using time_point = caf::actor_clock::time_point;
 
@@ -86,6 +89,8 @@ struct running_turn {
   bool started = false;
   bool fenced = false;
   bool yielded = false;
+  /// Someone waits for its host: it yields at granted_at + turn_slice.
+  bool sliced = false;
   bool stopped = false;
   /// `wants` came while it ran: a job may have been queued after its last look.
   bool wanted = false;
@@ -95,6 +100,7 @@ struct running_turn {
   std::string inherit;
   std::shared_ptr<pg::lease_deadline> deadline;
   time_point deadline_at;
+  time_point granted_at;
   /// Shared with the turn's user_queue and runner (turn_flags.hpp).
   std::shared_ptr<turn_flags> flags = std::make_shared<turn_flags>();
 };
@@ -121,6 +127,9 @@ struct scheduler_state {
   bool lookup_in_flight = false;
   time_point last_lookup;
   bool renew_in_flight = false;
+  /// A `slice` timer is pending, for slice_timer_at.
+  bool slice_timer = false;
+  time_point slice_timer_at;
   uint64_t seq = 0;
   std::deque<std::string> grants;
 
@@ -266,6 +275,51 @@ void arm_deadline(self_ptr self, const std::string& user, running_turn& t, time_
   self->delayed_send(self, delay, deadline_atom::value, user, t.token);
 }
 
+/// Tells a running turn to end after its job.
+void yield_turn(self_ptr self, running_turn& t) {
+  t.yielded = true;
+  t.flags->go_on = false;
+  self->send(t.queue, yield_atom::value, t.token);
+}
+
+/// Someone waits for the host of `t`, which may go on until its slice is
+/// over: one `slice` timer serves every such turn (the earliest end first).
+void watch_slice(self_ptr self, running_turn& t) {
+  auto& st = self->state;
+  t.sliced = true;
+  auto at = t.granted_at + st.cfg.turn_slice;
+  if (st.slice_timer && st.slice_timer_at <= at)
+    return;
+  st.slice_timer = true;
+  st.slice_timer_at = at;
+  auto delay = at - self->clock().now();
+  if (delay < decltype(delay)::zero())
+    delay = decltype(delay)::zero();
+  self->delayed_send(self, delay, slice_atom::value);
+}
+
+/// The `slice` timer: every contended turn whose slice is over yields; the
+/// timer is armed again for the next one.
+void on_slice(self_ptr self) {
+  auto& st = self->state;
+  st.slice_timer = false;
+  auto now = self->clock().now();
+  std::vector<running_turn*> later;
+  for (auto& [user, t] : st.turns) {
+    if (!t.sliced || t.yielded || t.fenced)
+      continue;
+    t.sliced = false;
+    if (!someone_waits_for(st, t.host))
+      continue; // nobody waits any more: it goes on (watched again when someone does)
+    if (now >= t.granted_at + st.cfg.turn_slice)
+      yield_turn(self, t);
+    else
+      later.push_back(&t);
+  }
+  for (auto* t : later)
+    watch_slice(self, *t);
+}
+
 void start_turn(self_ptr self, const std::string& user) {
   auto& st = self->state;
   auto wi = st.line.find(user);
@@ -286,7 +340,11 @@ void start_turn(self_ptr self, const std::string& user) {
   g.slot = t.slot;
   g.capacity = st.cfg.capacity;
   g.lease_ttl_ms = st.cfg.lease_ttl.count();
-  g.budget = st.draining ? 0 : someone_waits_for(st, t.host) ? 1 : st.cfg.turn_jobs;
+  // Someone waits: the turn goes on for its slice (one job if the slice is 0).
+  bool contended = someone_waits_for(st, t.host);
+  g.budget = st.draining                                    ? 0
+             : contended && st.cfg.turn_slice.count() == 0 ? 1
+                                                           : st.cfg.turn_jobs;
   g.carry = std::move(w.carry);
   g.inherit = std::move(w.inherit);
   if (auto d = st.deferred.find(user); d != st.deferred.end())
@@ -294,12 +352,15 @@ void start_turn(self_ptr self, const std::string& user) {
   t.inherit = g.inherit;
   t.yielded = g.budget <= 1;
   auto now = self->clock().now();
+  t.granted_at = now;
   if (t.yielded)
     t.flags->go_on = false; // a turn of one job (someone waits) or of none (drain)
   t.queue = st.make_queue(self->system(), g, caf::actor_cast<scheduler_actor>(self), t.flags);
   ++st.running_on[t.host];
   auto [it, added] = st.turns.emplace(user, std::move(t));
   arm_deadline(self, user, it->second, deadline_after(st.cfg, now));
+  if (contended && !it->second.yielded)
+    watch_slice(self, it->second);
   st.grants.push_back(user);
   if (st.grants.size() > max_grants_kept)
     st.grants.pop_front();
@@ -310,15 +371,19 @@ void start_turn(self_ptr self, const std::string& user) {
   self->send(it->second.queue, run_atom::value);
 }
 
-/// Tells running turns of hosts somebody waits for to end after their job.
+/// Tells running turns of hosts somebody waits for to end after their job,
+/// once their slice (from their grant) is over.
 void yield_for_waiting(self_ptr self) {
   auto& st = self->state;
-  for (auto& [user, t] : st.turns)
-    if (!t.yielded && !t.fenced && someone_waits_for(st, t.host)) {
-      t.yielded = true;
-      t.flags->go_on = false;
-      self->send(t.queue, yield_atom::value, t.token);
-    }
+  auto now = self->clock().now();
+  for (auto& [user, t] : st.turns) {
+    if (t.yielded || t.fenced || t.sliced || !someone_waits_for(st, t.host))
+      continue;
+    if (now >= t.granted_at + st.cfg.turn_slice)
+      yield_turn(self, t);
+    else
+      watch_slice(self, t);
+  }
 }
 
 /// The fairest waiting user of known host who may run now; nullopt when none.
@@ -607,6 +672,7 @@ scheduler_impl::behavior_type scheduler(self_ptr self) {
       if (self->clock().now() >= t->second.deadline_at)
         fence(self, user, t->second, "lease deadline passed without a renewal");
     },
+    [=](slice_atom) { on_slice(self); },
     [=](sweep_atom) {
       if (self->state.draining)
         return; // the node is leaving; other nodes sweep (no re-arm)
@@ -647,11 +713,8 @@ scheduler_impl::behavior_type scheduler(self_ptr self) {
                   log::warning("announce failed", {{"error", render(self, err)}});
                 });
       for (auto& [user, t] : st.turns)
-        if (!t.fenced) {
-          t.yielded = true;
-          t.flags->go_on = false;
-          self->send(t.queue, yield_atom::value, t.token);
-        }
+        if (!t.fenced)
+          yield_turn(self, t);
       log::info("drain started", {{"running", std::to_string(st.turns.size())},
                                   {"handed_over", std::to_string(handed.size())}});
       if (st.cfg.shutdown_grace.count() == 0)

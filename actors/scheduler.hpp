@@ -14,9 +14,11 @@
 // fresh lease token, a slot token, a local lease deadline, and a user_queue
 // (through a factory) that takes lease + slot + the first job in ONE turn step
 // and writes each job's end in the step that claims the next. A turn runs up
-// to `turn_jobs` jobs when nobody waits for its host, else one (and a running
-// turn is told to `yield` when somebody starts waiting), so fairness is
-// decided between jobs while an uncontended user keeps its slot. A turn that
+// to `turn_jobs` jobs; once somebody waits for its host it goes on to the
+// user's next job only until `turn_slice` after its grant, then it is told to
+// `yield` (after the job it runs; with a slice of 0, after one job), so
+// fairness is decided between jobs while a user with short jobs keeps its
+// slot for a few milliseconds' worth of them. A turn that
 // finds the host full marks it full until a slot is given back here or the
 // next tick (one probe per full host per tick).
 //
@@ -86,8 +88,11 @@ struct scheduler_settings {
   std::chrono::milliseconds sweep_interval{5000};
   /// How long a drain waits after the grace for every turn to end.
   std::chrono::milliseconds drain_bound{10000};
-  /// Jobs a turn runs in a row when nobody waits for its host.
+  /// Jobs a turn runs in a row at most.
   int32_t turn_jobs = 100;
+  /// batch.turn-slice: how long after its grant a turn may still go on to its
+  /// user's next job once somebody waits for its host (0: one job).
+  std::chrono::milliseconds turn_slice{5};
   /// How long a looked-up database host is trusted.
   std::chrono::milliseconds host_cache_ttl{60000};
 

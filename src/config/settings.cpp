@@ -71,7 +71,10 @@ config::config() {
     .add(raw_.batch_rescan_interval, "rescan-interval", "seconds between re-reads of the queue index")
     .add(raw_.batch_sweep_interval, "sweep-interval", "seconds between orphan sweeps of work in progress")
     .add(on_node_loss_, "on-node-loss", "fail or requeue: what a lost node's running job becomes")
-    .add(raw_.batch_shutdown_grace, "shutdown-grace", "seconds running jobs get on SIGTERM");
+    .add(raw_.batch_shutdown_grace, "shutdown-grace", "seconds running jobs get on SIGTERM")
+    .add(raw_.batch_turn_slice, "turn-slice",
+         "ms after its start a user's turn may still go on to the user's next job while "
+         "others wait for the same database (0: one job)");
   opt_group{custom_options_, "cluster"}
     .add(raw_.cluster_node_id, "node-id", "this node's id (default: host name + pid)")
     .add(cluster_port_, "port", "CAF middleman port; 0 picks a free one")
@@ -151,6 +154,9 @@ caf::expected<settings> config::validate() const {
   if (s.batch_shutdown_grace < 0)
     return bad("batch.shutdown-grace", "must be 0 or more, got " +
                                          std::to_string(s.batch_shutdown_grace));
+  if (s.batch_turn_slice < 0 || s.batch_turn_slice > 60000)
+    return bad("batch.turn-slice", "must be 0-60000 ms, got " +
+                                     std::to_string(s.batch_turn_slice));
   if (on_node_loss_ == "fail")
     s.batch_on_node_loss = on_node_loss::fail;
   else if (on_node_loss_ == "requeue")

@@ -43,6 +43,7 @@ struct settings {
   int64_t batch_sweep_interval = 5;            // s
   on_node_loss batch_on_node_loss = on_node_loss::fail;
   int64_t batch_shutdown_grace = 10;           // s
+  int64_t batch_turn_slice = 5;                // ms a contended turn may go on (0: one job)
 
   std::string cluster_node_id;                 // default: host name + pid
   uint16_t cluster_port = 0;                   // 0 = ephemeral

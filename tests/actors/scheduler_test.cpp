@@ -209,6 +209,9 @@ struct scheduler_fixture : test::actor_fixture {
     // Off the 1 s tick grid: a test can reach a sweep without a tick at the same instant.
     cfg.sweep_interval = 7500ms;
     cfg.turn_jobs = 100;
+    // A contended turn yields after its job: the order tests below run jobs
+    // without time passing. The slice has tests of its own.
+    cfg.turn_slice = 0ms;
   }
 
   ~scheduler_fixture() {
@@ -396,6 +399,67 @@ CAF_TEST(a running turn yields when a user starts waiting for its host) {
   // A's first job, then B's, then A's other four in one turn (nobody waits).
   CAF_CHECK_EQUAL(finish_all(), (strings{"A", "B", "A", "A", "A", "A"}));
   CAF_CHECK_EQUAL(w->grants.size(), 3u);
+}
+
+CAF_TEST(a turn granted while someone waits goes on until its slice is over) {
+  cfg.turn_slice = 300ms;
+  start(1);
+  w->jobs = {{"A", 5}, {"B", 1}};
+  wants("A");
+  wants("B");
+  run_checked();
+  CAF_REQUIRE_EQUAL(w->grants.size(), 1u);
+  CAF_CHECK_EQUAL(w->grants[0].user, "A");
+  CAF_CHECK_EQUAL(w->grants[0].budget, cfg.turn_jobs); // not one job: its slice decides
+  CAF_CHECK(w->flags["A"]->go_on.load());
+  finish_oldest(); // A's first two jobs within the slice: the turn goes on
+  finish_oldest();
+  run_checked();
+  CAF_CHECK(w->told.empty());
+  CAF_CHECK_EQUAL(w->grants.size(), 1u);
+  advance_time(200ms);
+  run_checked();
+  CAF_CHECK(w->told.empty());
+  advance_time(100ms); // 300 ms after the grant
+  run_checked();
+  CAF_CHECK_EQUAL(w->told, strings{"yield A"});
+  CAF_CHECK(!w->flags["A"]->go_on.load());
+  // A's third job ends the turn; B runs, then A's last two in one turn.
+  CAF_CHECK_EQUAL(finish_all(), (strings{"A", "B", "A", "A"}));
+  CAF_CHECK_EQUAL(w->grants.size(), 3u);
+}
+
+CAF_TEST(a turn past its slice yields at once when someone starts waiting) {
+  cfg.turn_slice = 300ms;
+  start(1);
+  w->jobs = {{"A", 5}, {"B", 1}};
+  wants("A");
+  run_checked();
+  advance_time(400ms); // nobody waits: no slice counts
+  run_checked();
+  CAF_CHECK(w->told.empty());
+  wants("B");
+  run_checked();
+  CAF_CHECK_EQUAL(w->told, strings{"yield A"});
+}
+
+CAF_TEST(a turn within its slice yields when the slice is over and not if nobody waits then) {
+  cfg.turn_slice = 300ms;
+  start(1);
+  w->jobs = {{"A", 5}, {"B", 1}, {"C", 3}};
+  w->hosts = {{"A", "h1"}, {"B", "h1"}, {"C", "h2"}};
+  wants("A");
+  wants("C");
+  run_checked();
+  advance_time(100ms);
+  run_checked();
+  wants("B"); // 100 ms after A's grant: A goes on for 200 ms more
+  run_checked();
+  CAF_CHECK(w->told.empty());
+  advance_time(200ms);
+  run_checked();
+  CAF_CHECK_EQUAL(w->told, strings{"yield A"}); // C's host h2: nobody waits, C goes on
+  CAF_CHECK(w->flags["C"]->go_on.load());
 }
 
 CAF_TEST(capacity is counted per database host) {

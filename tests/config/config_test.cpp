@@ -61,6 +61,7 @@ TEST(Config, ExampleFileLoadsToTheDefaults) {
   EXPECT_EQ(s->batch_sweep_interval, 5);
   EXPECT_EQ(s->batch_on_node_loss, batchq::on_node_loss::fail);
   EXPECT_EQ(s->batch_shutdown_grace, 10);
+  EXPECT_EQ(s->batch_turn_slice, 5);
   EXPECT_EQ(s->cluster_node_id, batchq::default_node_id());
   EXPECT_EQ(s->cluster_port, 0);
   EXPECT_EQ(s->cluster_bind, "127.0.0.1");
@@ -89,6 +90,12 @@ TEST(Config, BadValuesNameTheKey) {
   s = load({"--batch.capacity=0"}, "");
   ASSERT_FALSE(s);
   EXPECT_EQ(batchq::message_of(s.error()), "batch.capacity: must be greater than 0, got 0");
+  s = load({"--batch.turn-slice=-1"}, "");
+  ASSERT_FALSE(s);
+  EXPECT_EQ(batchq::message_of(s.error()), "batch.turn-slice: must be 0-60000 ms, got -1");
+  s = load({"--batch.turn-slice=0"}, "");
+  ASSERT_TRUE(s) << batchq::message_of(s.error());
+  EXPECT_EQ(s->batch_turn_slice, 0);
   s = load({"--api.user-from-host=^[^.]+$"}, "");
   ASSERT_FALSE(s);
   EXPECT_EQ(batchq::message_of(s.error()), "api.user-from-host: needs a capture group for the user");
