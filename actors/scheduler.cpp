@@ -38,13 +38,14 @@ using grace_atom = caf::atom_constant<caf::atom("grace")>;
 using slice_atom = caf::atom_constant<caf::atom("slice")>;
 
 /// The scheduler's own handle type: the public interface plus its timers:
-/// `(sweep)` the crash sweep, `(deadline, user, token)` a turn's lease
-/// deadline, `(grace)` the drain's grace is over, `(drain, tick)` the drain's
-/// bound is over, `(slice)` the earliest slice of a contended turn is over.
-/// Others only ever see the public `scheduler_actor`.
+/// `(sweep)` the crash sweep, `(deadline, n)` the earliest lease deadline of
+/// a running turn, `(grace)` the drain's grace is over, `(drain, tick)` the
+/// drain's bound is over, `(slice, n)` the earliest slice of a contended turn
+/// is over (`n`: the timer's number; only the last one armed counts). Others
+/// only ever see the public `scheduler_actor`.
 using scheduler_impl = scheduler_actor::extend<
-  caf::reacts_to<sweep_atom>, caf::reacts_to<deadline_atom, std::string, std::string>,
-  caf::reacts_to<grace_atom>, caf::reacts_to<drain_atom, tick_atom>, caf::reacts_to<slice_atom>>;
+  caf::reacts_to<sweep_atom>, caf::reacts_to<deadline_atom, uint64_t>, caf::reacts_to<grace_atom>,
+  caf::reacts_to<drain_atom, tick_atom>, caf::reacts_to<slice_atom, uint64_t>>;
 
 using time_point = caf::actor_clock::time_point;
 
@@ -127,9 +128,17 @@ struct scheduler_state {
   bool lookup_in_flight = false;
   time_point last_lookup;
   bool renew_in_flight = false;
-  /// A `slice` timer is pending, for slice_timer_at.
-  bool slice_timer = false;
-  time_point slice_timer_at;
+  /// One timer for the earliest of the running turns' lease deadlines, one
+  /// for the earliest slice end: not one per turn, since on the paths of one
+  /// job per user every grant would set a timer that fires for a turn long
+  /// gone.
+  struct one_timer {
+    bool armed = false;
+    time_point at;
+    uint64_t number = 0;
+  };
+  one_timer deadline_timer;
+  one_timer slice_timer;
   uint64_t seq = 0;
   std::deque<std::string> grants;
 
@@ -266,13 +275,54 @@ void look_up_hosts(self_ptr self) {
 
 // -- turns ---------------------------------------------------------------------
 
-void arm_deadline(self_ptr self, const std::string& user, running_turn& t, time_point at) {
-  t.deadline_at = at;
-  t.deadline->set(at);
+/// Arms `timer` for `at` unless it fires at `at` or before; true if armed.
+bool arm_before(scheduler_state::one_timer& timer, time_point at) {
+  if (timer.armed && timer.at <= at)
+    return false;
+  timer.armed = true;
+  timer.at = at;
+  ++timer.number;
+  return true;
+}
+
+caf::timespan delay_until(self_ptr self, time_point at) {
   auto delay = at - self->clock().now();
   if (delay < decltype(delay)::zero())
     delay = decltype(delay)::zero();
-  self->delayed_send(self, delay, deadline_atom::value, user, t.token);
+  return std::chrono::duration_cast<caf::timespan>(delay);
+}
+
+void watch_deadline(self_ptr self, time_point at) {
+  auto& timer = self->state.deadline_timer;
+  if (arm_before(timer, at))
+    self->delayed_send(self, delay_until(self, at), deadline_atom::value, timer.number);
+}
+
+void arm_deadline(self_ptr self, running_turn& t, time_point at) {
+  t.deadline_at = at;
+  t.deadline->set(at);
+  watch_deadline(self, at);
+}
+
+void fence(self_ptr self, const std::string& user, running_turn& t, const char* why);
+
+/// The deadline timer: every turn whose deadline passed without a renewal
+/// moving it is fenced; the timer is armed again for the next deadline.
+void on_deadline(self_ptr self) {
+  auto& st = self->state;
+  st.deadline_timer.armed = false;
+  auto now = self->clock().now();
+  std::optional<time_point> next;
+  for (auto& [user, t] : st.turns) {
+    if (t.fenced)
+      continue;
+    if (now >= t.deadline_at)
+      fence(self, user, t, "lease deadline passed without a renewal");
+    else if (!next || t.deadline_at < *next)
+      next = t.deadline_at;
+  }
+  if (next)
+    watch_deadline(self, *next);
 }
 
 /// Tells a running turn to end after its job.
@@ -288,21 +338,15 @@ void watch_slice(self_ptr self, running_turn& t) {
   auto& st = self->state;
   t.sliced = true;
   auto at = t.granted_at + st.cfg.turn_slice;
-  if (st.slice_timer && st.slice_timer_at <= at)
-    return;
-  st.slice_timer = true;
-  st.slice_timer_at = at;
-  auto delay = at - self->clock().now();
-  if (delay < decltype(delay)::zero())
-    delay = decltype(delay)::zero();
-  self->delayed_send(self, delay, slice_atom::value);
+  if (arm_before(st.slice_timer, at))
+    self->delayed_send(self, delay_until(self, at), slice_atom::value, st.slice_timer.number);
 }
 
 /// The `slice` timer: every contended turn whose slice is over yields; the
 /// timer is armed again for the next one.
 void on_slice(self_ptr self) {
   auto& st = self->state;
-  st.slice_timer = false;
+  st.slice_timer.armed = false;
   auto now = self->clock().now();
   std::vector<running_turn*> later;
   for (auto& [user, t] : st.turns) {
@@ -358,7 +402,7 @@ void start_turn(self_ptr self, const std::string& user) {
   t.queue = st.make_queue(self->system(), g, caf::actor_cast<scheduler_actor>(self), t.flags);
   ++st.running_on[t.host];
   auto [it, added] = st.turns.emplace(user, std::move(t));
-  arm_deadline(self, user, it->second, deadline_after(st.cfg, now));
+  arm_deadline(self, it->second, deadline_after(st.cfg, now));
   if (contended && !it->second.yielded)
     watch_slice(self, it->second);
   st.grants.push_back(user);
@@ -494,7 +538,7 @@ void renew(self_ptr self) {
           if (gone.count(held[i].token) > 0)
             fence(self, users[i], t->second, "the lease is gone");
           else
-            arm_deadline(self, users[i], t->second, deadline_after(st.cfg, sent));
+            arm_deadline(self, t->second, deadline_after(st.cfg, sent));
         }
       },
       [=](caf::error& err) {
@@ -664,15 +708,14 @@ scheduler_impl::behavior_type scheduler(self_ptr self) {
         t->second.started = true;
     },
     [=](ended_atom, turn_report& r) { on_ended(self, r); },
-    [=](deadline_atom, const std::string& user, const std::string& token) {
-      auto& st = self->state;
-      auto t = st.turns.find(user);
-      if (t == st.turns.end() || t->second.token != token || t->second.fenced)
-        return;
-      if (self->clock().now() >= t->second.deadline_at)
-        fence(self, user, t->second, "lease deadline passed without a renewal");
+    [=](deadline_atom, uint64_t n) {
+      if (n == self->state.deadline_timer.number)
+        on_deadline(self);
     },
-    [=](slice_atom) { on_slice(self); },
+    [=](slice_atom, uint64_t n) {
+      if (n == self->state.slice_timer.number)
+        on_slice(self);
+    },
     [=](sweep_atom) {
       if (self->state.draining)
         return; // the node is leaving; other nodes sweep (no re-arm)

@@ -564,6 +564,35 @@ CAF_TEST(a full host is left alone until a slot is given back here or the next t
   CAF_CHECK_EQUAL(stats().running.size(), 2u);
 }
 
+CAF_TEST(turns granted at different times are each fenced at their own deadline) {
+  start(4);
+  w->jobs = {{"A", 1}, {"B", 1}};
+  w->renew = world::renew_mode::stall;
+  wants("A");
+  run_checked();
+  pass(2000ms);
+  wants("B"); // granted 2 s after A: its deadline is 2 s after A's
+  run_checked();
+  auto fences = [&] {
+    strings out;
+    for (auto& m : w->told)
+      if (m.rfind("fence ", 0) == 0)
+        out.push_back(m);
+    return out;
+  };
+  pass(1800ms); // 3.8 s after A's grant
+  CAF_CHECK(fences().empty());
+  pass(300ms); // 4.1 s after A's grant
+  CAF_CHECK_EQUAL(fences(), strings{"fence A"});
+  CAF_CHECK(w->flags["A"]->fenced.load());
+  CAF_CHECK(!w->flags["B"]->fenced.load());
+  pass(1700ms); // 3.8 s after B's grant
+  CAF_CHECK_EQUAL(fences(), strings{"fence A"});
+  pass(300ms);
+  CAF_CHECK_EQUAL(fences(), (strings{"fence A", "fence B"}));
+  CAF_CHECK(w->flags["B"]->fenced.load());
+}
+
 CAF_TEST(a turn is fenced at its lease deadline when no renewal answers) {
   start(4);
   w->jobs = {{"A", 1}};
